@@ -1,0 +1,292 @@
+package lwt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"os"
+	"runtime/debug"
+	"sync"
+)
+
+// budget bounds the jobs and task steps one run of runPending performs, so
+// that a busy Go side cannot starve the Lwt loop. Work left over re-arms the
+// notifier and runs on the loop's next turn.
+const budget = 256
+
+// loop is the executor bound to one Lwt thread. The fields under mu are shared
+// with every goroutine; the others belong to the Lwt thread alone.
+type loop struct {
+	mu     sync.Mutex
+	jobs   []func() // posted, not yet run
+	woken  bool     // the notifier was written and runPending has not yet drained it
+	closed bool
+	notify *notifier
+
+	// Lwt thread only.
+	depth   int      // OCaml→Go entries now on the Lwt thread's stack
+	running *task    // the task whose coroutine runs now
+	ready   []*task  // tasks to resume before the outermost entry returns
+	live    map[*task]struct{} // tasks spawned and not yet finished
+	batch   []func()           // scratch for runPending
+}
+
+func newLoop() (*loop, error) {
+	n, err := newNotifier()
+	if err != nil {
+		return nil, fmt.Errorf("lwt: creating the notifier: %w", err)
+	}
+	return &loop{notify: n, live: make(map[*task]struct{})}, nil
+}
+
+// post queues job to run on the Lwt thread. Safe from any goroutine; never
+// blocks. Only the post that finds the queue idle writes the notifier.
+func (l *loop) post(job func()) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	l.jobs = append(l.jobs, job)
+	wake := !l.woken
+	l.woken = true
+	l.mu.Unlock()
+	if wake {
+		return l.notify.wake()
+	}
+	return nil
+}
+
+// kick makes the Lwt loop call runPending again soon, for work left over by
+// a budget.
+func (l *loop) kick() {
+	l.mu.Lock()
+	wake := !l.woken && !l.closed
+	l.woken = true
+	l.mu.Unlock()
+	if wake {
+		l.notify.wake()
+	}
+}
+
+// enter runs fn as an OCaml→Go entry on the Lwt thread. Coroutines may only
+// be switched at the lock depth where they were created (DESIGN.md §2), so
+// only the outermost entry resumes tasks, just before it returns.
+func (l *loop) enter(fn func()) {
+	l.depth++
+	defer func() { l.depth-- }()
+	fn()
+	if l.depth == 1 {
+		l.resumeReady()
+	}
+}
+
+// runPending runs the jobs posted so far, up to the budget, and never waits
+// for more. Lwt thread, outermost entry only.
+func (l *loop) runPending() {
+	if l.depth != 1 {
+		return
+	}
+	l.notify.drain()
+	l.mu.Lock()
+	n := min(len(l.jobs), budget)
+	l.batch = append(l.batch[:0], l.jobs[:n]...)
+	rest := copy(l.jobs, l.jobs[n:])
+	clear(l.jobs[rest:])
+	l.jobs = l.jobs[:rest]
+	l.woken = rest > 0
+	l.mu.Unlock()
+	if rest > 0 {
+		l.notify.wake()
+	}
+	for i, job := range l.batch {
+		l.batch[i] = nil
+		runJob(job)
+	}
+}
+
+// runJob runs a posted job; a panic in it must not unwind into OCaml.
+func runJob(job func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(os.Stderr, "lwt: panic in a job on the Lwt thread: %v\n%s", r, debug.Stack())
+		}
+	}()
+	job()
+}
+
+// resumeReady steps ready tasks, up to the budget. Lwt thread, outermost
+// entry only.
+func (l *loop) resumeReady() {
+	for i := 0; len(l.ready) > 0; i++ {
+		if i == budget {
+			l.kick()
+			return
+		}
+		t := l.ready[0]
+		n := copy(l.ready, l.ready[1:])
+		l.ready[n] = nil
+		l.ready = l.ready[:n]
+		l.step(t)
+	}
+}
+
+// schedule makes t run: now when the Lwt thread is in its outermost entry
+// and no task is running, otherwise before that entry returns. Lwt thread only.
+func (l *loop) schedule(t *task) {
+	if l.depth == 1 && l.running == nil {
+		l.step(t)
+		return
+	}
+	l.ready = append(l.ready, t)
+}
+
+// task is Go code running on the Lwt thread as a runtime coroutine: Await
+// inside it yields back to the Lwt loop instead of blocking the thread.
+type task struct {
+	l     *loop
+	ctx   context.Context // the task's own context; its cancellation wakes any Await
+	body  func()          // run by the coroutine; recovers its own panics
+	abort func(error)     // settles the task's promise when the body never runs
+	next  func() (struct{}, bool)
+	stop  func()
+	yield func(struct{}) bool
+
+	waiting bool   // suspended in Await
+	seq     uint64 // counts awaits, so that a stale wake-up is ignored
+	stopped bool   // stop was called: no further Await may suspend
+	ownCtx  bool   // the pending Await uses ctx, whose cancellation wakes it
+	unwatch func() bool
+}
+
+// spawn starts a task running body (at once if the Lwt thread is in its
+// outermost entry and no task runs, else before that entry returns).
+// Lwt thread only.
+func (l *loop) spawn(t *task) {
+	t.l = l
+	if l.closed {
+		t.abort(ErrClosed)
+		return
+	}
+	l.live[t] = struct{}{}
+	tasksLive.Add(1)
+	if t.ctx.Done() != nil {
+		t.unwatch = context.AfterFunc(t.ctx, func() { l.post(t.wakeOnCancel) })
+	}
+	l.schedule(t)
+}
+
+// step runs t until it awaits or finishes. Lwt thread, outermost entry only.
+func (l *loop) step(t *task) {
+	if t.next == nil {
+		if _, ok := l.live[t]; !ok {
+			return // stopped before it ever ran
+		}
+		t.next, t.stop = iter.Pull(func(yield func(struct{}) bool) {
+			t.yield = yield
+			t.body()
+		})
+	}
+	l.running = t
+	_, more := t.next()
+	l.running = nil
+	if !more {
+		l.finish(t)
+	}
+}
+
+func (l *loop) finish(t *task) {
+	delete(l.live, t)
+	tasksLive.Add(-1)
+	if t.unwatch != nil {
+		t.unwatch()
+	}
+	t.next, t.stop, t.yield = nil, nil, nil
+}
+
+// wake resumes t if it still waits in the await numbered seq. Lwt thread only.
+func (t *task) wake(seq uint64) {
+	if t.waiting && t.seq == seq {
+		t.waiting = false
+		t.l.schedule(t)
+	}
+}
+
+func (t *task) wakeOnCancel() {
+	if t.ownCtx {
+		t.wake(t.seq)
+	}
+}
+
+// suspend parks the running task until a wake with the current seq. It
+// reports false when the task was stopped instead. Awaiting again in a
+// stopped task unwinds it: a loop that ignores ErrClosed still ends.
+func (t *task) suspend() bool {
+	if t.stopped {
+		panic(errTaskStopped)
+	}
+	t.waiting = true
+	ok := t.yield(struct{}{})
+	t.waiting = false
+	t.stopped = !ok
+	return ok
+}
+
+// stopAll ends every live task: a suspended one sees ErrClosed from its
+// Await and runs to its end; one that never ran is failed with ErrClosed.
+// Lwt thread, outermost entry only.
+func (l *loop) stopAll() {
+	for t := range l.live {
+		if t.stop == nil {
+			l.finish(t)
+			t.abort(ErrClosed)
+			continue
+		}
+		l.running = t
+		t.stop()
+		l.running = nil
+		l.finish(t)
+	}
+	l.ready = l.ready[:0]
+}
+
+// start makes the calling OS thread the Lwt thread and returns its new
+// executor. It fails if a bridge is already running.
+func start() (*loop, error) {
+	if l := current.Load(); l != nil && !l.isClosed() {
+		return nil, errors.New("lwt: already initialised (call shutdown first)")
+	}
+	l, err := newLoop()
+	if err != nil {
+		return nil, err
+	}
+	setLoopThread(true)
+	current.Store(l)
+	return l, nil
+}
+
+func (l *loop) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+// shutdown stops every task, runs the jobs already posted (they find the
+// bridge closed) and closes the notifier. Lwt thread, outermost entry only.
+func (l *loop) shutdown() error {
+	if l.depth > 1 {
+		return errors.New("lwt: shutdown from OCaml code called by Go; call it from the Lwt loop")
+	}
+	l.mu.Lock()
+	l.closed = true
+	jobs := l.jobs
+	l.jobs = nil
+	l.mu.Unlock()
+	l.stopAll()
+	for _, job := range jobs {
+		runJob(job)
+	}
+	setLoopThread(false)
+	return l.notify.close()
+}

@@ -1,0 +1,190 @@
+// Package lwt runs Go beside an OCaml Lwt event loop in one process, each
+// side awaiting the other.
+//
+// The OCaml program links this package (through a Go main package built
+// with -buildmode=c-archive) and the C stubs in stubs.c, and calls
+// Lwt_interop.init. From then on:
+//
+//   - Loop tasks ([Spawn], [RegisterTask]) are Go code running on the Lwt
+//     thread as coroutines. [Promise.Await] inside a task suspends it and lets
+//     the Lwt loop run; the task resumes when the promise settles. A task may
+//     call OCaml directly. Like an Lwt callback, it must never block.
+//   - Goroutines run on Go's own threads. Await blocks them; their calls into
+//     OCaml are posted to the Lwt thread.
+//
+// The Lwt thread is the OS thread that runs Lwt_main.run. Only it touches
+// OCaml values; everything that crosses is copied or held by a handle.
+package lwt
+
+/*
+// Whether this OS thread is the Lwt thread: set by init, cleared by shutdown.
+static __thread int lwt_loop_thread;
+static void lwt_set_loop_thread(int on) { lwt_loop_thread = on; }
+static int lwt_is_loop_thread(void) { return lwt_loop_thread; }
+*/
+import "C"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync/atomic"
+)
+
+var (
+	// ErrNotStarted: the bridge is used before Lwt_interop.init.
+	ErrNotStarted = errors.New("lwt: not started (call Lwt_interop.init on the Lwt thread first)")
+	// ErrClosed: the bridge was shut down, or a task was stopped by it.
+	ErrClosed = errors.New("lwt: shut down")
+	// ErrAlreadySettled: a promise was resolved or rejected a second time.
+	ErrAlreadySettled = errors.New("lwt: promise already settled")
+	// ErrWouldBlock: Await on the Lwt thread outside a loop task, where
+	// waiting would stall the Lwt event loop.
+	ErrWouldBlock = errors.New("lwt: Await on the Lwt thread outside a loop task would block the event loop (use a task, Then, or a goroutine)")
+
+	errNilReject   = errors.New("lwt: promise rejected with a nil error")
+	errTaskStopped = errors.New("lwt: Await in a task stopped by shutdown")
+)
+
+// PanicError is a Go panic recovered at the boundary: in a task, a
+// goroutine started for OCaml, or a Go function called from OCaml.
+type PanicError struct {
+	Value any    // the value passed to panic
+	Stack []byte // the panicking goroutine's stack
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v\n\n%s", e.Value, e.Stack) }
+
+// OCamlError is an OCaml exception, raised or carried by a rejected Lwt
+// promise, seen from Go.
+type OCamlError struct {
+	Exn string // Printexc.to_string of the exception
+}
+
+func (e *OCamlError) Error() string { return "ocaml: " + e.Exn }
+
+// current is the bridge's executor: nil before the first init, closed after
+// a shutdown until the next init.
+var current atomic.Pointer[loop]
+
+func activeLoop() (*loop, error) {
+	l := current.Load()
+	if l == nil {
+		return nil, ErrNotStarted
+	}
+	return l, nil
+}
+
+func onLoopThread() bool { return C.lwt_is_loop_thread() != 0 }
+
+func setLoopThread(on bool) {
+	if on {
+		C.lwt_set_loop_thread(1)
+	} else {
+		C.lwt_set_loop_thread(0)
+	}
+}
+
+// Post runs fn on the Lwt thread, soon and in posting order. Safe from any
+// goroutine; never blocks. A panic in fn is reported on stderr.
+func Post(fn func()) error {
+	l, err := activeLoop()
+	if err != nil {
+		return err
+	}
+	return l.post(fn)
+}
+
+// OnLoop runs fn on the Lwt thread (at once when called there) and returns
+// a promise of its result. A panic in fn rejects the promise with a
+// *PanicError.
+func OnLoop[T any](fn func() (T, error)) *Promise[T] {
+	l, err := activeLoop()
+	if err != nil {
+		return Rejected[T](err)
+	}
+	p := new(Promise[T])
+	run := func() {
+		v, err := recovered(fn)
+		p.settle(v, err, true)
+	}
+	if onLoopThread() {
+		run()
+	} else if err := l.post(run); err != nil {
+		return Rejected[T](err)
+	}
+	return p
+}
+
+// Spawn runs fn as a loop task on the Lwt thread and returns a promise of
+// its result. Await inside fn suspends the task; the cancellation of ctx
+// wakes a pending Await with ctx's error. Called on the Lwt thread, the task
+// runs at once until its first Await; from a goroutine it is posted.
+//
+// A task must not block (no channel waits, locks held long, blocking I/O)
+// and must not call runtime.Goexit. A panic in fn rejects the promise with
+// a *PanicError; shutdown stops the task and its pending Await returns
+// ErrClosed.
+func Spawn[T any](ctx context.Context, fn func(ctx context.Context) (T, error)) *Promise[T] {
+	l, err := activeLoop()
+	if err != nil {
+		return Rejected[T](err)
+	}
+	p := new(Promise[T])
+	t := &task{ctx: ctx}
+	t.body = func() {
+		v, err := recovered(func() (T, error) { return fn(ctx) })
+		p.settle(v, err, true)
+	}
+	t.abort = func(err error) {
+		var zero T
+		p.settle(zero, err, true)
+	}
+	if onLoopThread() {
+		l.spawn(t)
+	} else if err := l.post(func() { l.spawn(t) }); err != nil {
+		return Rejected[T](err)
+	}
+	return p
+}
+
+// recovered calls fn, turning a panic into a *PanicError (and the unwinding
+// of a task stopped by shutdown into ErrClosed).
+func recovered[T any](fn func() (T, error)) (v T, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r == errTaskStopped {
+				err = ErrClosed
+				return
+			}
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return fn()
+}
+
+// Stats counts what the bridge holds now; after shutdown every count is 0.
+type Stats struct {
+	Roots int // OCaml values held by Go (closures, opaque values)
+	Jobs  int // posted jobs not yet run
+	Tasks int // loop tasks spawned and not finished
+	Calls int // calls between the two sides in flight
+}
+
+var rootsLive, tasksLive, callsLive atomic.Int64
+
+// CurrentStats returns the bridge's counts. Safe from any goroutine.
+func CurrentStats() Stats {
+	s := Stats{
+		Roots: int(rootsLive.Load()),
+		Tasks: int(tasksLive.Load()),
+		Calls: int(callsLive.Load()),
+	}
+	if l := current.Load(); l != nil {
+		l.mu.Lock()
+		s.Jobs = len(l.jobs)
+		l.mu.Unlock()
+	}
+	return s
+}

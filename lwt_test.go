@@ -1,0 +1,453 @@
+package lwt
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// simLoop plays the Lwt thread for the pure-Go tests: a locked OS thread
+// that polls the notifier and runs runPending in an outermost entry, as
+// lwt_interop.ml does with Lwt_engine.on_readable.
+type simLoop struct {
+	l    *loop
+	quit bool // Lwt thread only
+	done chan error
+}
+
+func startSim(t *testing.T) *simLoop {
+	t.Helper()
+	s := &simLoop{done: make(chan error, 1)}
+	started := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		l, err := start()
+		if err != nil {
+			started <- err
+			return
+		}
+		s.l = l
+		started <- nil
+		fds := []unix.PollFd{{Fd: int32(l.notify.readFD()), Events: unix.POLLIN}}
+		for !s.quit {
+			if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
+				s.done <- err
+				return
+			}
+			l.enter(l.runPending)
+		}
+		var err2 error
+		l.enter(func() { err2 = l.shutdown() })
+		s.done <- err2
+	}()
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.stop(t) })
+	return s
+}
+
+// stop shuts the bridge down on the Lwt thread; idempotent.
+func (s *simLoop) stop(t *testing.T) {
+	t.Helper()
+	if s.l.isClosed() {
+		return
+	}
+	if err := s.l.post(func() { s.quit = true }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the simulated Lwt thread did not shut down")
+	}
+}
+
+// onLoop runs fn as an outermost entry on the Lwt thread and waits for it.
+func (s *simLoop) onLoop(t *testing.T, fn func()) {
+	t.Helper()
+	ran := make(chan struct{})
+	if err := s.l.post(func() { fn(); close(ran) }); err != nil {
+		t.Fatal(err)
+	}
+	<-ran
+}
+
+func await[T any](t *testing.T, p *Promise[T]) (T, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, err := p.Await(ctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatal("promise not settled in 10s")
+	}
+	return v, err
+}
+
+// wakesPending reads the notifier as the Lwt side would and returns how many
+// wakes it carried: the eventfd counter, or the bytes in the self-pipe.
+func wakesPending(t *testing.T, n *notifier) int {
+	t.Helper()
+	buf := make([]byte, 64)
+	k, err := unix.Read(n.readFD(), buf)
+	if err == unix.EAGAIN {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k == 8 && buf[0] != 1 || buf[1] != 1 { // an eventfd counter, not 8 pipe bytes
+		return int(binary.NativeEndian.Uint64(buf[:8]))
+	}
+	return k
+}
+
+func TestNotifierWakeDrain(t *testing.T) {
+	n, err := newNotifier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.close()
+	if got := wakesPending(t, n); got != 0 {
+		t.Fatalf("fresh notifier carries %d wakes", got)
+	}
+	for range 3 {
+		if err := n.wake(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.drain()
+	if got := wakesPending(t, n); got != 0 {
+		t.Fatalf("drained notifier still carries %d wakes", got)
+	}
+}
+
+func TestPostCoalescesWakes(t *testing.T) {
+	l, err := newLoop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.notify.close()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				if err := l.post(func() {}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := wakesPending(t, l.notify); got != 1 {
+		t.Fatalf("800 posts wrote the notifier %d times, want 1", got)
+	}
+	if len(l.jobs) != 800 {
+		t.Fatalf("queued %d jobs, want 800", len(l.jobs))
+	}
+}
+
+func TestRunPendingStopsAtBudgetAndRearms(t *testing.T) {
+	l, err := newLoop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.notify.close()
+	ran := 0
+	for range 2*budget + 1 {
+		l.post(func() { ran++ })
+	}
+	for _, want := range []int{budget, 2 * budget, 2*budget + 1} {
+		l.enter(l.runPending)
+		if ran != want {
+			t.Fatalf("ran %d jobs, want %d", ran, want)
+		}
+		wakes := wakesPending(t, l.notify)
+		if more := ran < 2*budget+1; more != (wakes > 0) {
+			t.Fatalf("after %d of %d jobs the notifier carries %d wakes", ran, 2*budget+1, wakes)
+		}
+		if wakes > 0 {
+			l.notify.wake() // put back what wakesPending consumed
+		}
+	}
+}
+
+func TestNestedRunPendingDoesNothing(t *testing.T) {
+	l, err := newLoop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.notify.close()
+	ran := 0
+	l.post(func() { ran++ })
+	l.enter(func() { l.enter(l.runPending) })
+	if ran != 0 {
+		t.Fatal("a nested runPending ran a job")
+	}
+	l.enter(l.runPending)
+	if ran != 1 {
+		t.Fatal("the outermost runPending did not run the job")
+	}
+}
+
+func TestPostRunsJobsOnLoopThreadInOrder(t *testing.T) {
+	s := startSim(t)
+	const senders, each = 4, 500
+	var mu sync.Mutex
+	seen := make([]int, senders)
+	var wg sync.WaitGroup
+	for g := range senders {
+		wg.Go(func() {
+			for i := range each {
+				err := Post(func() {
+					if !onLoopThread() {
+						t.Error("job ran off the Lwt thread")
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					if seen[g] != i {
+						t.Errorf("sender %d: job %d ran after job %d", g, i, seen[g]-1)
+					}
+					seen[g] = i + 1
+				})
+				if err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	s.onLoop(t, func() {})
+	for g, n := range seen {
+		if n != each {
+			t.Errorf("sender %d: %d of %d jobs ran", g, n, each)
+		}
+	}
+}
+
+func TestTaskAwaitsPromiseResolvedByGoroutine(t *testing.T) {
+	startSim(t)
+	p, r := NewPromise[int]()
+	task := Spawn(context.Background(), func(ctx context.Context) (int, error) {
+		v, err := p.Await(ctx)
+		if !onLoopThread() {
+			return 0, errors.New("task resumed off the Lwt thread")
+		}
+		return v + 1, err
+	})
+	go r.Resolve(41)
+	if v, err := await(t, task); v != 42 || err != nil {
+		t.Fatalf("task returned %v, %v; want 42, nil", v, err)
+	}
+}
+
+func TestSettleOnLoopResumesTaskAtOnceWithoutWake(t *testing.T) {
+	s := startSim(t)
+	p, r := NewPromise[int]()
+	got := 0
+	s.onLoop(t, func() {
+		Spawn(context.Background(), func(ctx context.Context) (struct{}, error) {
+			v, err := p.Await(ctx)
+			got = v
+			return struct{}{}, err
+		})
+	})
+	s.onLoop(t, func() {
+		s.l.mu.Lock()
+		wokenBefore := s.l.woken
+		s.l.mu.Unlock()
+		r.Resolve(7)
+		if got != 7 {
+			t.Error("the task did not resume inside Resolve on the Lwt thread")
+		}
+		s.l.mu.Lock()
+		defer s.l.mu.Unlock()
+		if s.l.woken != wokenBefore {
+			t.Error("resuming a task on the Lwt thread wrote the notifier")
+		}
+	})
+}
+
+func TestNestedEntryQueuesTaskSwitches(t *testing.T) {
+	s := startSim(t)
+	p, r := NewPromise[int]()
+	got := 0
+	s.onLoop(t, func() {
+		Spawn(context.Background(), func(ctx context.Context) (struct{}, error) {
+			v, err := p.Await(ctx)
+			got = v
+			return struct{}{}, err
+		})
+	})
+	var late *Promise[int]
+	s.onLoop(t, func() {
+		s.l.enter(func() { // OCaml → Go → OCaml → Go: depth 2
+			r.Resolve(1)
+			late = Spawn(context.Background(), func(context.Context) (int, error) { return 2, nil })
+			if got != 0 {
+				t.Error("a nested entry switched to a task")
+			}
+			if _, _, ok := late.Result(); ok {
+				t.Error("a task spawned in a nested entry ran inside it")
+			}
+		})
+	})
+	s.onLoop(t, func() { // the next entry: the previous one resumed both before it returned
+		if got != 1 {
+			t.Error("the outermost entry returned before resuming the task")
+		}
+		if v, _, ok := late.Result(); !ok || v != 2 {
+			t.Error("the outermost entry returned before running the spawned task")
+		}
+	})
+}
+
+func TestAwaitOnLoopOutsideTaskIsAnError(t *testing.T) {
+	s := startSim(t)
+	p, _ := NewPromise[int]()
+	s.onLoop(t, func() {
+		if _, err := p.Await(context.Background()); !errors.Is(err, ErrWouldBlock) {
+			t.Errorf("Await in a job returned %v, want ErrWouldBlock", err)
+		}
+	})
+	task := Spawn(context.Background(), func(ctx context.Context) (struct{}, error) {
+		var err error
+		s.l.enter(func() { _, err = p.Await(ctx) }) // a nested entry inside the task
+		return struct{}{}, err
+	})
+	if _, err := await(t, task); !errors.Is(err, ErrWouldBlock) {
+		t.Errorf("Await in a nested entry returned %v, want ErrWouldBlock", err)
+	}
+}
+
+func TestSecondSettleIsAnError(t *testing.T) {
+	p, r := NewPromise[string]()
+	if err := r.Resolve("first"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Resolve("second"); !errors.Is(err, ErrAlreadySettled) {
+		t.Fatalf("second Resolve returned %v", err)
+	}
+	if err := r.Reject(errors.New("late")); !errors.Is(err, ErrAlreadySettled) {
+		t.Fatalf("Reject after Resolve returned %v", err)
+	}
+	if v, err, _ := p.Result(); v != "first" || err != nil {
+		t.Fatalf("promise holds %q, %v", v, err)
+	}
+}
+
+func TestTaskPanicRejectsItsPromise(t *testing.T) {
+	startSim(t)
+	p := Spawn(context.Background(), func(context.Context) (int, error) {
+		var m map[string]*int
+		return *m["missing"], nil // a nil dereference
+	})
+	_, err := await(t, p)
+	var pe *PanicError
+	if !errors.As(err, &pe) || !strings.Contains(pe.Error(), "nil pointer dereference") {
+		t.Fatalf("got %v, want a *PanicError for the nil dereference", err)
+	}
+	if !strings.Contains(string(pe.Stack), "TestTaskPanicRejectsItsPromise") {
+		t.Fatalf("the panic's stack does not show where it happened:\n%s", pe.Stack)
+	}
+}
+
+func TestCancelWakesTaskAwait(t *testing.T) {
+	startSim(t)
+	never, _ := NewPromise[int]()
+	for _, own := range []bool{true, false} {
+		ctx, cancel := context.WithCancel(context.Background())
+		task := Spawn(ctx, func(taskCtx context.Context) (int, error) {
+			if own {
+				return never.Await(taskCtx)
+			}
+			return never.Await(ctx) // a context the task does not own
+		})
+		time.AfterFunc(10*time.Millisecond, cancel)
+		if _, err := await(t, task); !errors.Is(err, context.Canceled) {
+			t.Fatalf("own=%v: got %v, want context.Canceled", own, err)
+		}
+	}
+}
+
+func TestGoroutineAwait(t *testing.T) {
+	p, r := NewPromise[int]()
+	time.AfterFunc(5*time.Millisecond, func() { r.Reject(errors.New("no")) })
+	if _, err := await(t, p); err == nil || err.Error() != "no" {
+		t.Fatalf("got %v", err)
+	}
+	q, _ := NewPromise[int]()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	defer cancel()
+	if _, err := q.Await(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestThenRunsOnLoopThread(t *testing.T) {
+	startSim(t)
+	p, r := NewPromise[int]()
+	got := make(chan int, 1)
+	if err := p.Then(func(v int, err error) {
+		if !onLoopThread() {
+			t.Error("Then ran off the Lwt thread")
+		}
+		got <- v
+	}); err != nil {
+		t.Fatal(err)
+	}
+	go r.Resolve(3)
+	if v := <-got; v != 3 {
+		t.Fatalf("Then saw %d", v)
+	}
+}
+
+func TestShutdownStopsTasksAndRejects(t *testing.T) {
+	s := startSim(t)
+	never, _ := NewPromise[int]()
+	polite := Spawn(context.Background(), func(ctx context.Context) (int, error) {
+		return never.Await(ctx)
+	})
+	stubborn := Spawn(context.Background(), func(ctx context.Context) (int, error) {
+		for { // ignores ErrClosed: the next Await unwinds it
+			never.Await(ctx)
+		}
+	})
+	s.onLoop(t, func() {})
+	if n := CurrentStats().Tasks; n != 2 {
+		t.Fatalf("%d live tasks, want 2", n)
+	}
+	s.stop(t)
+	for _, p := range []*Promise[int]{polite, stubborn} {
+		if _, err := await(t, p); !errors.Is(err, ErrClosed) {
+			t.Fatalf("task ended with %v, want ErrClosed", err)
+		}
+	}
+	if st := CurrentStats(); st.Tasks != 0 || st.Jobs != 0 {
+		t.Fatalf("after shutdown: %+v", st)
+	}
+	if err := Post(func() {}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Post after shutdown returned %v", err)
+	}
+	if _, err := await(t, Spawn(context.Background(), func(context.Context) (int, error) { return 0, nil })); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Spawn after shutdown returned %v", err)
+	}
+}
+
+func TestRestartAfterShutdown(t *testing.T) {
+	startSim(t).stop(t)
+	startSim(t)
+	if v, err := await(t, OnLoop(func() (int, error) { return 5, nil })); v != 5 || err != nil {
+		t.Fatalf("OnLoop after restart: %v, %v", v, err)
+	}
+}

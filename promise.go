@@ -1,0 +1,216 @@
+package lwt
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+)
+
+// Promise is a one-shot result of type T: a value or an error, settled once,
+// from OCaml or from Go. Any number of goroutines and loop tasks may await it.
+type Promise[T any] struct {
+	settled atomic.Bool // set after value and err, under mu
+	mu      sync.Mutex
+	value   T
+	err     error
+	done    chan struct{} // made on demand, closed when settled
+	waiters []waiter      // run on the Lwt thread when settled
+}
+
+// waiter is a task suspended in Await, or a Then callback.
+type waiter struct {
+	t   *task
+	seq uint64
+	l   *loop
+	fn  func()
+}
+
+// NewPromise returns a pending promise and the Resolver that settles it.
+func NewPromise[T any]() (*Promise[T], Resolver[T]) {
+	p := new(Promise[T])
+	return p, Resolver[T]{p}
+}
+
+// Resolved returns a promise already fulfilled with v.
+func Resolved[T any](v T) *Promise[T] {
+	p := new(Promise[T])
+	p.settle(v, nil, false)
+	return p
+}
+
+// Rejected returns a promise already rejected with err.
+func Rejected[T any](err error) *Promise[T] {
+	p := new(Promise[T])
+	var zero T
+	p.settle(zero, err, false)
+	return p
+}
+
+// Resolver settles its promise. Safe from any goroutine.
+type Resolver[T any] struct{ p *Promise[T] }
+
+// Resolve fulfils the promise with v. It returns ErrAlreadySettled, and
+// changes nothing, if the promise was settled before.
+func (r Resolver[T]) Resolve(v T) error { return r.p.settle(v, nil, onLoopThread()) }
+
+// Reject rejects the promise with err (which must not be nil). It returns
+// ErrAlreadySettled, and changes nothing, if the promise was settled before.
+func (r Resolver[T]) Reject(err error) error {
+	if err == nil {
+		err = errNilReject
+	}
+	var zero T
+	return r.p.settle(zero, err, onLoopThread())
+}
+
+// settle records the result and wakes the waiters: directly when called on
+// the Lwt thread (onLoop), else through the executor.
+func (p *Promise[T]) settle(v T, err error, onLoop bool) error {
+	p.mu.Lock()
+	if p.settled.Load() {
+		p.mu.Unlock()
+		return ErrAlreadySettled
+	}
+	p.value, p.err = v, err
+	p.settled.Store(true)
+	ws, done := p.waiters, p.done
+	p.waiters = nil
+	p.mu.Unlock()
+	if done != nil {
+		close(done)
+	}
+	for _, w := range ws {
+		switch {
+		case onLoop && w.t != nil:
+			w.t.wake(w.seq)
+		case onLoop:
+			runJob(w.fn)
+		case w.t != nil:
+			t, seq := w.t, w.seq
+			w.l.post(func() { t.wake(seq) })
+		default:
+			w.l.post(w.fn)
+		}
+	}
+	return nil
+}
+
+// Done returns a channel closed when the promise is settled.
+func (p *Promise[T]) Done() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done == nil {
+		p.done = make(chan struct{})
+		if p.settled.Load() {
+			close(p.done)
+		}
+	}
+	return p.done
+}
+
+// Result returns the settled value and error, and whether the promise is
+// settled at all. It never waits.
+func (p *Promise[T]) Result() (v T, err error, ok bool) {
+	if !p.settled.Load() {
+		return v, nil, false
+	}
+	return p.value, p.err, true
+}
+
+// Await waits for the promise and returns its value or error, or ctx's error
+// if ctx ends first.
+//
+// In a loop task it suspends the task and lets the Lwt loop run; in a
+// goroutine it blocks. Anywhere else on the Lwt thread (a sync function, a
+// job, a Then callback, OCaml code called by a task) waiting would stall
+// the event loop, so Await returns ErrWouldBlock unless the promise is
+// already settled.
+func (p *Promise[T]) Await(ctx context.Context) (T, error) {
+	if v, err, ok := p.Result(); ok {
+		return v, err
+	}
+	if onLoopThread() {
+		l := current.Load()
+		if l == nil || l.running == nil || l.depth != 1 {
+			var zero T
+			return zero, ErrWouldBlock
+		}
+		return p.awaitInTask(ctx, l.running)
+	}
+	select {
+	case <-p.Done():
+		return p.value, p.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}
+
+func (p *Promise[T]) awaitInTask(ctx context.Context, t *task) (T, error) {
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	t.seq++
+	seq := t.seq
+	p.mu.Lock()
+	if p.settled.Load() {
+		p.mu.Unlock()
+		return p.value, p.err
+	}
+	p.waiters = append(p.waiters, waiter{t: t, seq: seq, l: t.l})
+	p.mu.Unlock()
+
+	t.ownCtx = ctx == t.ctx
+	var unwatch func() bool
+	if !t.ownCtx && ctx.Done() != nil {
+		unwatch = context.AfterFunc(ctx, func() { t.l.post(func() { t.wake(seq) }) })
+	}
+	resumed := t.suspend()
+	t.ownCtx = false
+	if unwatch != nil {
+		unwatch()
+	}
+	if v, err, ok := p.Result(); ok {
+		return v, err
+	}
+	p.dropWaiter(t, seq)
+	if !resumed {
+		return zero, ErrClosed
+	}
+	return zero, ctx.Err()
+}
+
+func (p *Promise[T]) dropWaiter(t *task, seq uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, w := range p.waiters {
+		if w.t == t && w.seq == seq {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			return
+		}
+	}
+}
+
+// Then calls fn with the promise's result on the Lwt thread once it is
+// settled (at once if it is settled and Then is called on the Lwt thread).
+// It returns ErrNotStarted or ErrClosed if there is no Lwt loop to run fn.
+func (p *Promise[T]) Then(fn func(T, error)) error {
+	l := current.Load()
+	if l == nil {
+		return ErrNotStarted
+	}
+	run := func() { fn(p.value, p.err) }
+	p.mu.Lock()
+	if !p.settled.Load() {
+		p.waiters = append(p.waiters, waiter{l: l, fn: run})
+		p.mu.Unlock()
+		return nil
+	}
+	p.mu.Unlock()
+	if onLoopThread() {
+		runJob(run)
+		return nil
+	}
+	return l.post(run)
+}
