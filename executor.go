@@ -25,9 +25,9 @@ type loop struct {
 	notify *notifier
 
 	// Lwt thread only.
-	depth   int      // OCaml→Go entries now on the Lwt thread's stack
-	running *task    // the task whose coroutine runs now
-	ready   []*task  // tasks to resume before the outermost entry returns
+	depth   int                // OCaml→Go entries now on the Lwt thread's stack
+	running *task              // the task whose coroutine runs now
+	ready   []*task            // tasks to resume before the outermost entry returns
 	live    map[*task]struct{} // tasks spawned and not yet finished
 	batch   []func()           // scratch for runPending
 }

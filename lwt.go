@@ -43,6 +43,9 @@ var (
 	// waiting would stall the Lwt event loop.
 	ErrWouldBlock = errors.New("lwt: Await on the Lwt thread outside a loop task would block the event loop (use a task, Then, or a goroutine)")
 
+	// ErrReleased: an OCaml function used after its Release.
+	ErrReleased = errors.New("lwt: OCaml value used after Release")
+
 	errNilReject   = errors.New("lwt: promise rejected with a nil error")
 	errTaskStopped = errors.New("lwt: Await in a task stopped by shutdown")
 )

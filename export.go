@@ -1,0 +1,198 @@
+package lwt
+
+// The entry points stubs.c calls, all on the Lwt thread. Each one recovers
+// its panics, so that no Go panic unwinds through a C or OCaml frame, and
+// runs inside loop.enter, which keeps the coroutine rule (DESIGN.md §2).
+// Errors go back as a malloc'd message in *errOut, which stubs.c raises as
+// an OCaml exception.
+
+/*
+#include <stdlib.h>
+#include "lwt_interop.h"
+*/
+import "C"
+
+import (
+	"fmt"
+	"os"
+	"runtime/debug"
+	"unsafe"
+)
+
+// setErr reports err to stubs.c, or on stderr from an entry that cannot
+// return an error.
+func setErr(errOut **C.char, err error) {
+	if errOut == nil {
+		fmt.Fprintf(os.Stderr, "lwt: %v\n", err)
+		return
+	}
+	*errOut = C.CString(err.Error())
+}
+
+// guard turns a panic into a reported error; deferred by every export.
+func guard(errOut **C.char) {
+	if r := recover(); r != nil {
+		setErr(errOut, &PanicError{Value: r, Stack: debug.Stack()})
+	}
+}
+
+// entered runs fn inside an entry of the running bridge.
+func entered(errOut **C.char, fn func(l *loop) error) (ok bool) {
+	defer guard(errOut)
+	l := current.Load()
+	if l == nil {
+		if errOut != nil {
+			setErr(errOut, ErrNotStarted)
+		}
+		return false
+	}
+	var err error
+	l.enter(func() { err = fn(l) })
+	if err != nil {
+		setErr(errOut, err)
+		return false
+	}
+	return true
+}
+
+//export lwt_go_init
+func lwt_go_init(api *C.struct_lwt_ocaml, errOut **C.char) C.int {
+	defer guard(errOut)
+	l, err := start()
+	if err != nil {
+		setErr(errOut, err)
+		return -1
+	}
+	setAPI(api)
+	return C.int(l.notify.readFD())
+}
+
+//export lwt_go_shutdown
+func lwt_go_shutdown(errOut **C.char) C.int {
+	ok := entered(errOut, func(l *loop) error {
+		if l.isClosed() {
+			return nil
+		}
+		rejectAllInCalls(ErrClosed)
+		outCalls.rejectAll(ErrClosed)
+		if err := l.shutdown(); err != nil {
+			return err
+		}
+		freeAllRoots()
+		return nil
+	})
+	if !ok {
+		return -1
+	}
+	return 0
+}
+
+//export lwt_go_run_pending
+func lwt_go_run_pending() {
+	defer guard(nil)
+	if l := current.Load(); l != nil {
+		l.enter(l.runPending)
+	}
+}
+
+//export lwt_go_lookup
+func lwt_go_lookup(name *C.char, nameLen C.size_t, argSig *C.char, argLen C.size_t,
+	retSig *C.char, retLen C.size_t, kindOut *C.int, errOut **C.char) C.int {
+	defer guard(errOut)
+	id, g, err := lookup(C.GoStringN(name, C.int(nameLen)),
+		C.GoStringN(argSig, C.int(argLen)), C.GoStringN(retSig, C.int(retLen)))
+	if err != nil {
+		setErr(errOut, err)
+		return -1
+	}
+	*kindOut = C.int(g.kind)
+	return C.int(id)
+}
+
+//export lwt_go_call
+func lwt_go_call(fn C.int, arg C.lwt_value, resolver C.lwt_value, errOut **C.char) C.int64_t {
+	var id int64
+	ok := entered(errOut, func(l *loop) error {
+		g, err := funcByID(int(fn))
+		if err != nil {
+			return err
+		}
+		if l.closed {
+			return ErrClosed
+		}
+		var c *inCall
+		id, c = newInCall(l, resolver)
+		if err := g.start(arg, c); err != nil {
+			c.reject(fmt.Errorf("%s: %w", g.name, err))
+		}
+		return nil
+	})
+	if !ok {
+		return -1
+	}
+	return C.int64_t(id)
+}
+
+//export lwt_go_call_sync
+func lwt_go_call_sync(fn C.int, arg C.lwt_value, result *C.lwt_value, errOut **C.char) C.int {
+	ok := entered(errOut, func(l *loop) error {
+		g, err := funcByID(int(fn))
+		if err != nil {
+			return err
+		}
+		if l.closed {
+			return ErrClosed
+		}
+		v, err := g.call(arg)
+		if err != nil {
+			return fmt.Errorf("%s: %w", g.name, err)
+		}
+		*result = v
+		return nil
+	})
+	if !ok {
+		return -1
+	}
+	return 0
+}
+
+//export lwt_go_cancel
+func lwt_go_cancel(call C.int64_t) {
+	entered(nil, func(*loop) error {
+		cancelInCall(int64(call))
+		return nil
+	})
+}
+
+//export lwt_go_resolve
+func lwt_go_resolve(id C.intptr_t, v C.lwt_value) {
+	entered(nil, func(*loop) error {
+		if s := outCalls.take(int(id)); s != nil {
+			s.resolve(v)
+		}
+		return nil
+	})
+}
+
+//export lwt_go_reject
+func lwt_go_reject(id C.intptr_t, msg *C.char, n C.size_t) {
+	entered(nil, func(*loop) error {
+		if s := outCalls.take(int(id)); s != nil {
+			s.reject(C.GoStringN(msg, C.int(n)))
+		}
+		return nil
+	})
+}
+
+//export lwt_go_stats
+func lwt_go_stats(out *C.int64_t, n C.int) {
+	defer guard(nil)
+	s := CurrentStats()
+	vals := []int{s.Roots, s.Jobs, s.Tasks, s.Calls}
+	dst := unsafe.Slice(out, int(n))
+	for i := range dst {
+		if i < len(vals) {
+			dst[i] = C.int64_t(vals[i])
+		}
+	}
+}

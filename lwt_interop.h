@@ -1,0 +1,61 @@
+/* The C interface between the Go package and stubs.c.
+ *
+ * stubs.c is compiled with the OCaml library (by dune), Go's side by cgo;
+ * both include this file. Go never links against the OCaml runtime: it calls
+ * OCaml only through the function table that stubs.c hands to lwt_go_init,
+ * so that a plain `go build` / `go test` of the package needs no OCaml.
+ *
+ * Thread rule: every function below, in both directions, runs on the Lwt
+ * thread only (the thread that called Lwt_interop.init).
+ */
+#ifndef LWT_INTEROP_H
+#define LWT_INTEROP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* An OCaml value as Go sees it. Go never keeps one across a call into
+ * OCaml (the GC may move it); values Go keeps are roots. */
+typedef intptr_t lwt_value;
+
+/* A generational global root owned by stubs.c: Go keeps the pointer. */
+typedef lwt_value *lwt_root;
+
+struct lwt_ocaml {
+  lwt_root (*root_new)(lwt_value v);
+  void (*root_free)(lwt_root r);
+
+  /* Calls the closure in fn with arg. The 'b Lwt.t it returns settles Go's
+   * promise id through lwt_go_resolve / lwt_go_reject, maybe before call
+   * returns. */
+  void (*call)(lwt_root fn, lwt_value arg, intptr_t id);
+
+  /* Settle the OCaml promise whose resolver is u, for an OCaml→Go call. */
+  void (*wakeup)(lwt_root u, lwt_value v);
+  void (*wakeup_exn)(lwt_root u, const char *msg, size_t len);
+
+  /* Value conversion. The allocating ones return a value that must be used
+   * before the next OCaml allocation. */
+  lwt_value (*copy_string)(const char *p, size_t len);
+  const char *(*string_data)(lwt_value v, size_t *len);
+  lwt_value (*copy_double)(double d);
+  double (*double_val)(lwt_value v);
+};
+
+/* Exported by Go (export.go). *err, when set, is malloc'd; the caller frees it. */
+extern int lwt_go_init(struct lwt_ocaml *api, char **err);
+extern int lwt_go_shutdown(char **err);
+extern void lwt_go_run_pending(void);
+extern int lwt_go_lookup(char *name, size_t name_len, char *arg_sig, size_t arg_len,
+                         char *ret_sig, size_t ret_len, int *kind, char **err);
+extern int64_t lwt_go_call(int fn, lwt_value arg, lwt_value resolver, char **err);
+extern int lwt_go_call_sync(int fn, lwt_value arg, lwt_value *result, char **err);
+extern void lwt_go_cancel(int64_t call);
+extern void lwt_go_resolve(intptr_t id, lwt_value v);
+extern void lwt_go_reject(intptr_t id, char *msg, size_t len);
+extern void lwt_go_stats(int64_t *out, int n);
+
+/* The kinds of Go function, as lwt_go_lookup reports them. */
+enum { LWT_GOROUTINE = 0, LWT_TASK = 1, LWT_SYNC = 2 };
+
+#endif

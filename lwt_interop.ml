@@ -1,0 +1,99 @@
+exception Go_error of string
+
+let () = Callback.register_exception "lwt_interop.Go_error" (Go_error "")
+
+(* Called by stubs.c on behalf of Go, on the Lwt thread. *)
+
+external go_resolve : int -> 'b -> unit = "lwt_interop_resolve"
+external go_reject : int -> string -> unit = "lwt_interop_reject"
+
+(* Go calls an OCaml closure: settle Go's promise [id] with its result. *)
+let call (f : 'a -> 'b Lwt.t) (arg : 'a) (id : int) =
+  match f arg with
+  | exception e -> go_reject id (Printexc.to_string e)
+  | p -> (
+      match Lwt.state p with
+      | Lwt.Return v -> go_resolve id v
+      | Lwt.Fail e -> go_reject id (Printexc.to_string e)
+      | Lwt.Sleep ->
+          Lwt.on_any p (go_resolve id) (fun e ->
+              go_reject id (Printexc.to_string e)))
+
+let () =
+  Callback.register "lwt_interop.call" call;
+  Callback.register "lwt_interop.wakeup" Lwt.wakeup_later;
+  Callback.register "lwt_interop.wakeup_exn" (fun u msg ->
+      Lwt.wakeup_later_exn u (Go_error msg))
+
+external c_init : unit -> Unix.file_descr = "lwt_interop_init"
+external c_shutdown : unit -> unit = "lwt_interop_shutdown"
+external c_run_pending : unit -> unit = "lwt_interop_run_pending"
+
+(* The fd watch of the running bridge. *)
+let watch : (Lwt_engine.event * Unix.file_descr) option ref = ref None
+
+let init () =
+  let fd = c_init () in
+  watch := Some (Lwt_engine.on_readable fd (fun _ -> c_run_pending ()), fd)
+
+let shutdown () =
+  match !watch with
+  | None -> ()
+  | Some (ev, _) ->
+      c_shutdown ();
+      Lwt_engine.stop_event ev;
+      watch := None
+
+module Ty = struct
+  type 'a t = string
+
+  let unit = "unit"
+  let bool = "bool"
+  let int = "int"
+  let float = "float"
+  let string = "string"
+  let func a b = Printf.sprintf "(%s -> %s Lwt.t)" a b
+  let to_string t = t
+end
+
+external lookup : string -> string -> string -> int * int = "lwt_interop_lookup"
+external c_call : int -> 'a -> 'b Lwt.u -> int = "lwt_interop_call"
+external c_call_sync : int -> 'a -> 'b = "lwt_interop_call_sync"
+external c_cancel : int -> unit = "lwt_interop_cancel"
+
+(* The kinds of Go function, as in lwt_interop.h. *)
+let kind_sync = 2
+
+let bind name (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b Lwt.t =
+  let fn, kind = lookup name a b in
+  if kind = kind_sync then fun x ->
+    match (c_call_sync fn x : 'b) with
+    | v -> Lwt.return v
+    | exception e -> Lwt.fail e
+  else fun x ->
+    let p, u = Lwt.task () in
+    match c_call fn x u with
+    | call ->
+        Lwt.on_cancel p (fun () -> c_cancel call);
+        p
+    | exception e -> Lwt.fail e
+
+let bind_sync name (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b =
+  let fn, kind = lookup name a b in
+  if kind <> kind_sync then
+    invalid_arg
+      (Printf.sprintf
+         "Lwt_interop.bind_sync: %S is not a sync Go function (register it \
+          with lwt.RegisterSync, or use bind)"
+         name);
+  fun x -> c_call_sync fn x
+
+type stats = { roots : int; jobs : int; tasks : int; calls : int }
+
+external go_stats : unit -> int * int * int * int = "lwt_interop_go_stats"
+
+let stats () =
+  let roots, jobs, tasks, calls = go_stats () in
+  { roots; jobs; tasks; calls }
+
+external on_lwt_thread : unit -> bool = "lwt_interop_on_lwt_thread" [@@noalloc]

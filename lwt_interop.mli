@@ -1,0 +1,89 @@
+(** Go and OCaml/Lwt in one process, each awaiting the other.
+
+    The program links a Go archive built from a Go [main] package that
+    imports the [lwt] Go package and registers Go functions. {!init} starts
+    the bridge on the thread running [Lwt_main.run] (the {e Lwt thread});
+    from then on Go code runs beside the Lwt event loop, woken through a
+    file descriptor that Lwt watches.
+
+    Thread rule: every function here must be called on the Lwt thread, after
+    {!init} and before {!shutdown}, unless it says otherwise. A call from
+    another thread raises [Failure]. *)
+
+exception Go_error of string
+(** A Go function returned an error, or panicked (the message then holds
+    the panic value and the Go stack), or the bridge refused the call (for
+    example after {!shutdown}). *)
+
+val init : unit -> unit
+(** Starts the bridge on the calling thread, which becomes the Lwt thread,
+    and registers its notification fd with [Lwt_engine]. Call it once before
+    any other function here, on the thread that runs [Lwt_main.run]. Calling
+    it again after {!shutdown} starts a new bridge.
+    @raise Go_error if the bridge is already running. *)
+
+val shutdown : unit -> unit
+(** Stops the bridge: loop tasks are stopped, pending Go calls reject their
+    promises with [Go_error], Go's calls into OCaml fail with [ErrClosed],
+    the roots Go held are released and the fd is closed. Idempotent.
+    @raise Go_error if called from OCaml code that Go itself called. *)
+
+(** OCaml types as Go sees them. Each value describes one OCaml type and
+    names it the way Go spells it, so that {!bind} can check, once, that
+    both sides agree. *)
+module Ty : sig
+  type 'a t
+
+  val unit : unit t
+  (** Go [struct{}]. *)
+
+  val bool : bool t
+  (** Go [bool]. *)
+
+  val int : int t
+  (** Go [int64] or [int]. A Go value outside OCaml's 63-bit range is an
+      error, never a silent wrap. *)
+
+  val float : float t
+  (** Go [float64]. *)
+
+  val string : string t
+  (** Go [string], copied; any bytes. *)
+
+  val func : 'a t -> 'b t -> ('a -> 'b Lwt.t) t
+  (** Go [*lwt.Func[A, R]]: an OCaml closure that Go can call and await.
+      Go holds it through a GC root until it releases it. *)
+
+  val to_string : 'a t -> string
+  (** The type as both sides spell it, e.g. ["(unit -> int Lwt.t)"]. *)
+end
+
+val bind : string -> 'a Ty.t -> 'b Ty.t -> 'a -> 'b Lwt.t
+(** [bind name a b] is the Go function registered as [name], of type
+    [a -> b]. Each call runs it as it was registered: in a new goroutine
+    ([lwt.Register]), as a loop task on the Lwt thread
+    ([lwt.RegisterTask]), or directly ([lwt.RegisterSync]). The promise is
+    rejected with [Go_error] if the Go function fails; [Lwt.cancel] on it
+    cancels the Go function's [context.Context].
+    @raise Invalid_argument at bind time if [name] is not registered, or if
+    its Go type is not [a -> b] (the message names both). *)
+
+val bind_sync : string -> 'a Ty.t -> 'b Ty.t -> 'a -> 'b
+(** [bind_sync name a b] is the Go function registered with
+    [lwt.RegisterSync] as [name], called directly.
+    @raise Invalid_argument at bind time as {!bind} does, or if [name] is
+    not a sync function.
+    The bound function raises [Go_error] if the Go function fails. *)
+
+type stats = {
+  roots : int;  (** OCaml values held by Go *)
+  jobs : int;  (** Go jobs queued for the Lwt thread *)
+  tasks : int;  (** live Go loop tasks *)
+  calls : int;  (** calls in flight between the two sides *)
+}
+
+val stats : unit -> stats
+(** What the bridge holds now. Any thread. *)
+
+external on_lwt_thread : unit -> bool = "lwt_interop_on_lwt_thread" [@@noalloc]
+(** Whether the caller runs on the Lwt thread. Any thread. *)

@@ -1,0 +1,409 @@
+package lwt
+
+/*
+#include <stdlib.h>
+#include "lwt_interop.h"
+
+// The function table stubs.c registered at init; set and read on the Lwt
+// thread only.
+static struct lwt_ocaml *lwt_api;
+
+static void lwt_set_api(struct lwt_ocaml *a) { lwt_api = a; }
+static lwt_root lwt_root_new(lwt_value v) { return lwt_api->root_new(v); }
+static void lwt_root_free(lwt_root r) { lwt_api->root_free(r); }
+static void lwt_call(lwt_root fn, lwt_value arg, intptr_t id) { lwt_api->call(fn, arg, id); }
+static void lwt_wakeup(lwt_root u, lwt_value v) { lwt_api->wakeup(u, v); }
+static void lwt_wakeup_exn(lwt_root u, _GoString_ msg) {
+	lwt_api->wakeup_exn(u, _GoStringPtr(msg), _GoStringLen(msg));
+}
+static lwt_value lwt_copy_string(_GoString_ s) {
+	return lwt_api->copy_string(_GoStringPtr(s), _GoStringLen(s));
+}
+static const char *lwt_string_data(lwt_value v, size_t *len) { return lwt_api->string_data(v, len); }
+static lwt_value lwt_copy_double(double d) { return lwt_api->copy_double(d); }
+static double lwt_double_val(lwt_value v) { return lwt_api->double_val(v); }
+*/
+import "C"
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"runtime"
+)
+
+// value is an OCaml value seen from Go: valid only until the next call into
+// OCaml, and only on the Lwt thread.
+type value = C.lwt_value
+
+const (
+	valUnit  value = 1 // Val_unit
+	valFalse value = 1 // Val_false
+	valTrue  value = 3 // Val_true
+)
+
+// OCaml's int is 63 bits wide.
+const (
+	minOCamlInt = math.MinInt64 >> 1
+	maxOCamlInt = math.MaxInt64 >> 1
+)
+
+func valInt(n int64) value      { return value(n<<1 | 1) }
+func intVal(v value) int64      { return int64(v) >> 1 }
+func copyString(s string) value { return C.lwt_copy_string(s) }
+
+func stringVal(v value) string {
+	var n C.size_t
+	p := C.lwt_string_data(v, &n)
+	return C.GoStringN(p, C.int(n))
+}
+
+// codec converts between an OCaml type and the Go type T, on the Lwt thread.
+type codec[T any] struct {
+	sig    string // the OCaml type, as Lwt_interop.Ty spells it
+	decode func(v value, out *T) error
+	encode func(in *T) (value, error)
+}
+
+// codecOf returns the codec for T, or an error naming T if T cannot cross.
+func codecOf[T any]() (*codec[T], error) {
+	c := new(codec[T])
+	switch any((*T)(nil)).(type) {
+	case *struct{}:
+		c.sig = "unit"
+		c.decode = func(value, *T) error { return nil }
+		c.encode = func(*T) (value, error) { return valUnit, nil }
+	case *bool:
+		c.sig = "bool"
+		c.decode = func(v value, out *T) error { *any(out).(*bool) = v != valFalse; return nil }
+		c.encode = func(in *T) (value, error) {
+			if *any(in).(*bool) {
+				return valTrue, nil
+			}
+			return valFalse, nil
+		}
+	case *int64:
+		c.sig = "int"
+		c.decode = func(v value, out *T) error { *any(out).(*int64) = intVal(v); return nil }
+		c.encode = func(in *T) (value, error) { return encodeInt(*any(in).(*int64)) }
+	case *int:
+		c.sig = "int"
+		c.decode = func(v value, out *T) error { *any(out).(*int) = int(intVal(v)); return nil }
+		c.encode = func(in *T) (value, error) { return encodeInt(int64(*any(in).(*int))) }
+	case *float64:
+		c.sig = "float"
+		c.decode = func(v value, out *T) error { *any(out).(*float64) = float64(C.lwt_double_val(v)); return nil }
+		c.encode = func(in *T) (value, error) { return C.lwt_copy_double(C.double(*any(in).(*float64))), nil }
+	case *string:
+		c.sig = "string"
+		c.decode = func(v value, out *T) error { *any(out).(*string) = stringVal(v); return nil }
+		c.encode = func(in *T) (value, error) { return copyString(*any(in).(*string)), nil }
+	default:
+		var zero T
+		fc, ok := any(zero).(closureType)
+		if !ok {
+			return nil, fmt.Errorf("lwt: Go type %T cannot cross to OCaml", zero)
+		}
+		sig, err := fc.ocamlSig()
+		if err != nil {
+			return nil, err
+		}
+		c.sig = sig
+		c.decode = func(v value, out *T) error {
+			*out = fc.fromRoot(C.lwt_root_new(v)).(T)
+			return nil
+		}
+		c.encode = func(*T) (value, error) {
+			return 0, fmt.Errorf("lwt: a Go %T cannot be passed back to OCaml", zero)
+		}
+	}
+	return c, nil
+}
+
+func encodeInt(n int64) (value, error) {
+	if n < minOCamlInt || n > maxOCamlInt {
+		return 0, fmt.Errorf("lwt: %d does not fit OCaml's 63-bit int", n)
+	}
+	return valInt(n), nil
+}
+
+// closureType is implemented by *Func[A, R], so that codecOf can build
+// codecs for closure types without reflection.
+type closureType interface {
+	ocamlSig() (string, error)
+	fromRoot(r C.lwt_root) any
+}
+
+// Func is an OCaml function 'a -> 'b Lwt.t held by Go: A and R are the Go
+// types of 'a and 'b. It keeps its closure alive until Release, until the
+// Func is garbage collected, or until the bridge shuts down.
+type Func[A, R any] struct {
+	root *rootHandle
+	enc  *codec[A]
+	dec  *codec[R]
+}
+
+func (*Func[A, R]) ocamlSig() (string, error) {
+	a, err := codecOf[A]()
+	if err != nil {
+		return "", err
+	}
+	r, err := codecOf[R]()
+	if err != nil {
+		return "", err
+	}
+	return "(" + a.sig + " -> " + r.sig + " Lwt.t)", nil
+}
+
+// fromRoot wraps r, once ocamlSig has accepted A and R. Lwt thread only.
+func (*Func[A, R]) fromRoot(r C.lwt_root) any {
+	enc, _ := codecOf[A]()
+	dec, _ := codecOf[R]()
+	return &Func[A, R]{root: newRootHandle(r), enc: enc, dec: dec}
+}
+
+// Call applies the OCaml function to arg and returns a promise of its
+// result. Safe from any goroutine: on the Lwt thread the function runs at
+// once, elsewhere the call is posted. An OCaml exception, raised or carried
+// by the Lwt promise, rejects with an *OCamlError.
+func (f *Func[A, R]) Call(ctx context.Context, arg A) *Promise[R] {
+	c := &outCall[R]{dec: f.dec}
+	if onLoopThread() {
+		f.start(c, arg)
+	} else if err := f.root.l.post(func() { f.start(c, arg) }); err != nil {
+		return Rejected[R](err)
+	}
+	return &c.Promise
+}
+
+// start makes the call on the Lwt thread.
+func (f *Func[A, R]) start(c *outCall[R], arg A) {
+	fail := func(err error) {
+		var zero R
+		c.settle(zero, err, true)
+	}
+	if err := f.root.usable(); err != nil {
+		fail(err)
+		return
+	}
+	v, err := f.enc.encode(&arg)
+	if err != nil {
+		fail(err)
+		return
+	}
+	id := outCalls.add(c)
+	C.lwt_call(f.root.cell.root, v, C.intptr_t(id))
+}
+
+// Release lets the OCaml GC collect the closure; later calls fail with
+// ErrReleased. Safe from any goroutine.
+func (f *Func[A, R]) Release() { f.root.release() }
+
+// outCall is a Go→OCaml call waiting for OCaml to settle it.
+type outCall[R any] struct {
+	Promise[R]
+	dec *codec[R]
+}
+
+func (c *outCall[R]) resolve(v value) {
+	var r R
+	err := c.dec.decode(v, &r)
+	c.settle(r, err, true)
+}
+
+func (c *outCall[R]) reject(msg string) {
+	var zero R
+	c.settle(zero, &OCamlError{Exn: msg}, true)
+}
+
+// settler is a Go→OCaml call in flight.
+type settler interface {
+	resolve(v value)
+	reject(msg string)
+}
+
+// callTable numbers the Go→OCaml calls in flight; Lwt thread only.
+type callTable struct {
+	slots []settler
+	free  []int
+}
+
+var outCalls callTable
+
+func (t *callTable) add(s settler) int {
+	callsLive.Add(1)
+	if n := len(t.free); n > 0 {
+		id := t.free[n-1]
+		t.free = t.free[:n-1]
+		t.slots[id] = s
+		return id
+	}
+	t.slots = append(t.slots, s)
+	return len(t.slots) - 1
+}
+
+// take removes and returns call id, or nil if it is not in flight.
+func (t *callTable) take(id int) settler {
+	if id < 0 || id >= len(t.slots) || t.slots[id] == nil {
+		return nil
+	}
+	s := t.slots[id]
+	t.slots[id] = nil
+	t.free = append(t.free, id)
+	callsLive.Add(-1)
+	return s
+}
+
+// rejectAll rejects every call in flight, at shutdown.
+func (t *callTable) rejectAll(err error) {
+	for id := range t.slots {
+		if s := t.take(id); s != nil {
+			s.reject(err.Error())
+		}
+	}
+	t.slots, t.free = nil, nil
+}
+
+// rootCell is one OCaml root; the roots set keeps it, not the rootHandle,
+// so that a rootHandle dropped by Go can be collected and clean up.
+type rootCell struct {
+	root  C.lwt_root
+	freed bool
+}
+
+// roots are the live roots of the running bridge; Lwt thread only.
+var roots = map[*rootCell]struct{}{}
+
+// rootHandle is Go's reference to an OCaml value. Its root is freed on the
+// Lwt thread by release, by a cleanup once Go drops the handle, or by
+// shutdown, whichever comes first.
+type rootHandle struct {
+	cell *rootCell
+	l    *loop
+}
+
+// newRootHandle takes ownership of r. Lwt thread only.
+func newRootHandle(r C.lwt_root) *rootHandle {
+	cell := &rootCell{root: r}
+	roots[cell] = struct{}{}
+	rootsLive.Add(1)
+	h := &rootHandle{cell: cell, l: current.Load()}
+	l := h.l
+	runtime.AddCleanup(h, func(c *rootCell) { l.post(func() { c.free() }) }, cell)
+	return h
+}
+
+// usable returns nil if the root may be used now. Lwt thread only.
+func (h *rootHandle) usable() error {
+	if h.l != current.Load() || h.l.closed {
+		return ErrClosed
+	}
+	if h.cell.freed {
+		return ErrReleased
+	}
+	return nil
+}
+
+func (h *rootHandle) release() {
+	if onLoopThread() {
+		h.cell.free()
+	} else {
+		h.l.post(h.cell.free)
+	}
+}
+
+// free frees the root once. Lwt thread only.
+func (c *rootCell) free() {
+	if !c.freed {
+		c.freed = true
+		delete(roots, c)
+		rootsLive.Add(-1)
+		C.lwt_root_free(c.root)
+	}
+}
+
+// freeAllRoots frees every root, at shutdown.
+func freeAllRoots() {
+	for c := range roots {
+		c.free()
+	}
+}
+
+// inCall is an OCaml→Go call in flight: OCaml waits on the Lwt promise whose
+// resolver is rooted in u. Lwt thread only, but for ctx.
+type inCall struct {
+	id     int64
+	l      *loop
+	ctx    context.Context
+	cancel context.CancelFunc
+	u      C.lwt_root
+}
+
+// inCalls are the OCaml→Go calls in flight, by the id OCaml cancels them
+// with; Lwt thread only.
+var (
+	inCalls    = map[int64]*inCall{}
+	nextInCall int64
+)
+
+// newInCall roots the resolver u and numbers the call. Lwt thread only.
+func newInCall(l *loop, u value) (int64, *inCall) {
+	ctx, cancel := context.WithCancel(context.Background())
+	nextInCall++
+	c := &inCall{id: nextInCall, l: l, ctx: ctx, cancel: cancel, u: C.lwt_root_new(u)}
+	rootsLive.Add(1)
+	callsLive.Add(1)
+	inCalls[c.id] = c
+	return c.id, c
+}
+
+// end forgets the call; it reports false if the call had ended already.
+func (c *inCall) end() bool {
+	if c.u == nil {
+		return false
+	}
+	delete(inCalls, c.id)
+	c.cancel()
+	callsLive.Add(-1)
+	return true
+}
+
+func (c *inCall) resolve(v value) {
+	if c.end() {
+		u := c.u
+		c.u = nil
+		C.lwt_wakeup(u, v)
+		freeCallRoot(u)
+	}
+}
+
+func (c *inCall) reject(err error) {
+	if c.end() {
+		u := c.u
+		c.u = nil
+		C.lwt_wakeup_exn(u, err.Error())
+		freeCallRoot(u)
+	}
+}
+
+func freeCallRoot(u C.lwt_root) {
+	C.lwt_root_free(u)
+	rootsLive.Add(-1)
+}
+
+// cancelInCall cancels the context of call id, if it is still in flight.
+func cancelInCall(id int64) {
+	if c, ok := inCalls[id]; ok {
+		c.cancel()
+	}
+}
+
+// rejectAllInCalls cancels every OCaml→Go call in flight and rejects its
+// promise with err, at shutdown.
+func rejectAllInCalls(err error) {
+	for _, c := range inCalls {
+		c.reject(err)
+	}
+}
+
+func setAPI(api *C.struct_lwt_ocaml) { C.lwt_set_api(api) }

@@ -1,0 +1,154 @@
+package lwt
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// kind is how a registered Go function runs; the values match the LWT_*
+// constants of lwt_interop.h.
+type kind int
+
+const (
+	kindGoroutine kind = 0 // a new goroutine per call
+	kindTask      kind = 1 // a loop task on the Lwt thread
+	kindSync      kind = 2 // directly on the Lwt thread, returning at once
+)
+
+func (k kind) String() string {
+	return [...]string{"goroutine", "task", "sync"}[k]
+}
+
+// goFunc is a Go function registered for OCaml to bind by name.
+type goFunc struct {
+	name           string
+	kind           kind
+	argSig, retSig string
+	// start begins an asynchronous call on the Lwt thread: it decodes arg
+	// now and settles the OCaml promise through c.u when done.
+	start func(arg value, c *inCall) error
+	// call runs a sync function on the Lwt thread.
+	call func(arg value) (value, error)
+}
+
+var registry struct {
+	mu     sync.Mutex
+	byName map[string]int
+	funcs  []*goFunc
+}
+
+// Register makes fn callable from OCaml under name: Lwt_interop.bind gives
+// an 'a -> 'b Lwt.t whose calls each run fn in a new goroutine, with a
+// context that Lwt.cancel on the call's promise (or shutdown) cancels.
+// A and R are the Go types of 'a and 'b (see the README for the mapping).
+// fn's error, or a panic in it, rejects the promise with Go_error.
+func Register[A, R any](name string, fn func(context.Context, A) (R, error)) error {
+	return register(name, kindGoroutine, fn)
+}
+
+// RegisterTask is Register for a function run as a loop task on the Lwt
+// thread: it may await promises and call OCaml directly, and must never
+// block (see Spawn).
+func RegisterTask[A, R any](name string, fn func(context.Context, A) (R, error)) error {
+	return register(name, kindTask, fn)
+}
+
+// RegisterSync is Register for a function that runs directly on the Lwt
+// thread and returns at once: Lwt_interop.bind_sync gives an 'a -> 'b. It
+// must not block or await.
+func RegisterSync[A, R any](name string, fn func(A) (R, error)) error {
+	return register(name, kindSync, func(_ context.Context, a A) (R, error) { return fn(a) })
+}
+
+func register[A, R any](name string, k kind, fn func(context.Context, A) (R, error)) error {
+	dec, err := codecOf[A]()
+	if err != nil {
+		return fmt.Errorf("lwt: registering %q: %w", name, err)
+	}
+	enc, err := codecOf[R]()
+	if err != nil {
+		return fmt.Errorf("lwt: registering %q: %w", name, err)
+	}
+	g := &goFunc{name: name, kind: k, argSig: dec.sig, retSig: enc.sig}
+	settle := func(c *inCall, r R, err error) {
+		if err == nil {
+			var v value
+			if v, err = enc.encode(&r); err == nil {
+				c.resolve(v)
+				return
+			}
+		}
+		c.reject(err)
+	}
+	g.start = func(arg value, c *inCall) error {
+		var a A
+		if err := dec.decode(arg, &a); err != nil {
+			return err
+		}
+		run := func() (R, error) { return fn(c.ctx, a) }
+		if k == kindTask {
+			t := &task{ctx: c.ctx}
+			t.body = func() {
+				r, err := recovered(run)
+				settle(c, r, err)
+			}
+			t.abort = func(err error) { c.reject(err) }
+			c.l.spawn(t)
+			return nil
+		}
+		go func() {
+			r, err := recovered(run)
+			c.l.post(func() { settle(c, r, err) })
+		}()
+		return nil
+	}
+	g.call = func(arg value) (value, error) {
+		var a A
+		if err := dec.decode(arg, &a); err != nil {
+			return 0, err
+		}
+		r, err := recovered(func() (R, error) { return fn(context.Background(), a) })
+		if err != nil {
+			return 0, err
+		}
+		return enc.encode(&r)
+	}
+
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	if _, dup := registry.byName[name]; dup {
+		return fmt.Errorf("lwt: %q is already registered", name)
+	}
+	if registry.byName == nil {
+		registry.byName = make(map[string]int)
+	}
+	registry.byName[name] = len(registry.funcs)
+	registry.funcs = append(registry.funcs, g)
+	return nil
+}
+
+// lookup finds name and checks its type against OCaml's view of it.
+func lookup(name, argSig, retSig string) (int, *goFunc, error) {
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	id, ok := registry.byName[name]
+	if !ok {
+		return 0, nil, fmt.Errorf("Lwt_interop.bind: no Go function registered as %q", name)
+	}
+	g := registry.funcs[id]
+	if g.argSig != argSig || g.retSig != retSig {
+		return 0, nil, fmt.Errorf("Lwt_interop.bind: %q is %s -> %s in Go, but OCaml binds it as %s -> %s",
+			name, g.argSig, g.retSig, argSig, retSig)
+	}
+	return id, g, nil
+}
+
+func funcByID(id int) (*goFunc, error) {
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	if id < 0 || id >= len(registry.funcs) {
+		return nil, fmt.Errorf("lwt: no Go function #%d", id)
+	}
+	return registry.funcs[id], nil
+}

@@ -1,0 +1,372 @@
+//go:build ignore
+/* The build constraint above keeps cgo from compiling this file: it is the
+ * OCaml side's C, built by dune with the lwt_interop library. */
+
+/* stubs.c: the C half of the bridge between OCaml/Lwt and Go.
+ *
+ * - The OCaml externals of lwt_interop.ml, each a thin call into a Go export
+ *   (lwt_interop.h) that turns a Go error into an OCaml exception.
+ * - The function table Go calls OCaml through (struct lwt_ocaml).
+ * - The signal fix of DESIGN.md §5, installed at link time by
+ *   -Wl,--wrap=sigaction (the library's link flags carry it).
+ *
+ * Thread rule: everything but the signal code runs on the Lwt thread, the
+ * thread that called Lwt_interop.init; externals check it. */
+
+#define _GNU_SOURCE
+#define CAML_NAME_SPACE
+#include <caml/alloc.h>
+#include <caml/callback.h>
+#include <caml/fail.h>
+#include <caml/memory.h>
+#include <caml/mlvalues.h>
+#include <caml/printexc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+
+#include "lwt_interop.h"
+
+static pthread_t lwt_thread;
+static int started;
+
+/* OCaml functions registered by lwt_interop.ml (Callback.register). */
+static const value *call_closure, *wakeup_closure, *wakeup_exn_closure, *go_error_exn;
+
+static const value *named(const char *name)
+{
+  const value *v = caml_named_value(name);
+  if (v == NULL) {
+    fprintf(stderr, "lwt_interop: %s is not registered (is lwt_interop.ml linked?)\n", name);
+    abort();
+  }
+  return v;
+}
+
+/* ---- Errors -------------------------------------------------------------- */
+
+/* Raises Go_error with msg, which Go malloc'd; frees it. */
+static void raise_go_error(char *msg)
+{
+  CAMLparam0();
+  CAMLlocal1(s);
+  s = caml_copy_string(msg);
+  free(msg);
+  caml_raise_with_arg(*go_error_exn, s);
+  CAMLnoreturn;
+}
+
+static void check_thread(const char *what)
+{
+  if (!started)
+    caml_failwith("Lwt_interop: not initialised (call Lwt_interop.init first)");
+  if (!pthread_equal(pthread_self(), lwt_thread)) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "Lwt_interop.%s: called from a thread that is not the Lwt thread", what);
+    caml_failwith(msg);
+  }
+}
+
+/* ---- The function table Go calls OCaml through ---------------------------- */
+
+static lwt_root api_root_new(lwt_value v)
+{
+  value *r = caml_stat_alloc(sizeof *r);
+  *r = v;
+  caml_register_generational_global_root(r);
+  return (lwt_root)r;
+}
+
+static void api_root_free(lwt_root r)
+{
+  caml_remove_generational_global_root((value *)r);
+  caml_stat_free(r);
+}
+
+static void report_exn(const char *where, value res)
+{
+  char *msg = caml_format_exception(Extract_exception(res));
+  fprintf(stderr, "lwt_interop: exception in %s: %s\n", where, msg);
+  caml_stat_free(msg);
+}
+
+static void api_call(lwt_root fn, lwt_value arg, intptr_t id)
+{
+  value res = caml_callback3_exn(*call_closure, *(value *)fn, (value)arg, Val_long(id));
+  if (Is_exception_result(res)) {
+    /* lwt_interop.ml catches the closure's exceptions; this is one of its own
+     * (Out_of_memory, Stack_overflow): it still rejects the Go promise. */
+    char *msg = caml_format_exception(Extract_exception(res));
+    lwt_go_reject(id, msg, strlen(msg));
+    caml_stat_free(msg);
+  }
+}
+
+static void api_wakeup(lwt_root u, lwt_value v)
+{
+  value res = caml_callback2_exn(*wakeup_closure, *(value *)u, (value)v);
+  if (Is_exception_result(res))
+    report_exn("Lwt.wakeup_later", res);
+}
+
+static void api_wakeup_exn(lwt_root u, const char *msg, size_t len)
+{
+  CAMLparam0();
+  CAMLlocal2(s, res);
+  s = caml_alloc_initialized_string(len, msg);
+  res = caml_callback2_exn(*wakeup_exn_closure, *(value *)u, s);
+  if (Is_exception_result(res))
+    report_exn("Lwt.wakeup_later_exn", res);
+  CAMLreturn0;
+}
+
+static lwt_value api_copy_string(const char *p, size_t len)
+{
+  return (lwt_value)caml_alloc_initialized_string(len, p);
+}
+
+static const char *api_string_data(lwt_value v, size_t *len)
+{
+  *len = caml_string_length((value)v);
+  return String_val((value)v);
+}
+
+static lwt_value api_copy_double(double d) { return (lwt_value)caml_copy_double(d); }
+static double api_double_val(lwt_value v) { return Double_val((value)v); }
+
+static struct lwt_ocaml api = {
+  .root_new = api_root_new,
+  .root_free = api_root_free,
+  .call = api_call,
+  .wakeup = api_wakeup,
+  .wakeup_exn = api_wakeup_exn,
+  .copy_string = api_copy_string,
+  .string_data = api_string_data,
+  .copy_double = api_copy_double,
+  .double_val = api_double_val,
+};
+
+/* ---- OCaml externals ------------------------------------------------------ */
+
+value lwt_interop_init(value unit)
+{
+  char *err = NULL;
+  (void)unit;
+  if (started && !pthread_equal(pthread_self(), lwt_thread))
+    caml_failwith("Lwt_interop.init: already initialised on another thread");
+  call_closure = named("lwt_interop.call");
+  wakeup_closure = named("lwt_interop.wakeup");
+  wakeup_exn_closure = named("lwt_interop.wakeup_exn");
+  go_error_exn = named("lwt_interop.Go_error");
+  int fd = lwt_go_init(&api, &err);
+  if (fd < 0)
+    raise_go_error(err);
+  lwt_thread = pthread_self();
+  started = 1;
+  return Val_int(fd);
+}
+
+value lwt_interop_shutdown(value unit)
+{
+  char *err = NULL;
+  (void)unit;
+  check_thread("shutdown");
+  if (lwt_go_shutdown(&err) != 0)
+    raise_go_error(err);
+  return Val_unit;
+}
+
+value lwt_interop_run_pending(value unit)
+{
+  (void)unit;
+  lwt_go_run_pending();
+  return Val_unit;
+}
+
+value lwt_interop_lookup(value name, value arg_sig, value ret_sig)
+{
+  CAMLparam3(name, arg_sig, ret_sig);
+  CAMLlocal2(msg, pair);
+  char *err = NULL;
+  int kind = 0;
+  check_thread("bind");
+  int id = lwt_go_lookup((char *)String_val(name), caml_string_length(name),
+                         (char *)String_val(arg_sig), caml_string_length(arg_sig),
+                         (char *)String_val(ret_sig), caml_string_length(ret_sig), &kind, &err);
+  if (id < 0) {
+    msg = caml_copy_string(err);
+    free(err);
+    caml_invalid_argument_value(msg);
+  }
+  pair = caml_alloc_small(2, 0);
+  Field(pair, 0) = Val_int(id);
+  Field(pair, 1) = Val_int(kind);
+  CAMLreturn(pair);
+}
+
+value lwt_interop_call(value fn, value arg, value resolver)
+{
+  char *err = NULL;
+  check_thread("call");
+  int64_t id = lwt_go_call(Int_val(fn), (lwt_value)arg, (lwt_value)resolver, &err);
+  if (id < 0)
+    raise_go_error(err);
+  return Val_long(id);
+}
+
+value lwt_interop_call_sync(value fn, value arg)
+{
+  char *err = NULL;
+  lwt_value result = 0;
+  check_thread("call");
+  if (lwt_go_call_sync(Int_val(fn), (lwt_value)arg, &result, &err) != 0)
+    raise_go_error(err);
+  return (value)result;
+}
+
+value lwt_interop_cancel(value call)
+{
+  check_thread("cancel");
+  lwt_go_cancel(Long_val(call));
+  return Val_unit;
+}
+
+value lwt_interop_resolve(value id, value v)
+{
+  lwt_go_resolve(Long_val(id), (lwt_value)v);
+  return Val_unit;
+}
+
+value lwt_interop_reject(value id, value msg)
+{
+  lwt_go_reject(Long_val(id), (char *)String_val(msg), caml_string_length(msg));
+  return Val_unit;
+}
+
+value lwt_interop_go_stats(value unit)
+{
+  CAMLparam1(unit);
+  CAMLlocal1(arr);
+  int64_t out[4] = {0};
+  lwt_go_stats(out, 4);
+  arr = caml_alloc_tuple(4);
+  for (int i = 0; i < 4; i++)
+    Store_field(arr, i, Val_long(out[i]));
+  CAMLreturn(arr);
+}
+
+value lwt_interop_on_lwt_thread(value unit)
+{
+  (void)unit;
+  return Val_bool(started && pthread_equal(pthread_self(), lwt_thread));
+}
+
+/* ---- Signals (DESIGN.md §5) ------------------------------------------------
+ *
+ * Go's c-archive constructor installs its SIGSEGV handler before main; OCaml
+ * then installs its own (to raise Stack_overflow), and a nil dereference in
+ * Go would kill the process. And Lwt and Sys.set_signal install handlers
+ * without SA_ONSTACK, which then run on whatever stack the thread is on,
+ * a small goroutine stack included.
+ *
+ * -Wl,--wrap=sigaction routes every sigaction call of the program (OCaml's
+ * runtime, Lwt, Go's runtime) through __wrap_sigaction below, which
+ *  - ORs SA_ONSTACK into every handler it installs, and
+ *  - keeps both SIGSEGV handlers and installs a dispatcher: a fault on the
+ *    OCaml stack near the stack pointer (a stack overflow) goes to OCaml's,
+ *    any other fault (a nil dereference in Go) to Go's. */
+
+int __real_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+
+static struct {
+  struct sigaction go, program;
+  int has_go, has_program, dispatching;
+} segv;
+
+static uintptr_t context_sp(void *uc)
+{
+#if defined(__x86_64__)
+  return (uintptr_t)((ucontext_t *)uc)->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+  return (uintptr_t)((ucontext_t *)uc)->uc_mcontext.sp;
+#else
+  (void)uc;
+  return 0;
+#endif
+}
+
+/* OCaml's own test for a stack overflow, minus "the PC is in OCaml code",
+ * which OCaml's handler checks itself. EXTRA_STACK is 256 in OCaml 4.x. */
+static int ocaml_stack_fault(siginfo_t *info, void *uc)
+{
+  if (Caml_state == NULL || Caml_state->top_of_stack == NULL)
+    return 0;
+  uintptr_t fault = (uintptr_t)info->si_addr, sp = context_sp(uc);
+  uintptr_t top = (uintptr_t)Caml_state->top_of_stack;
+  if (sp == 0) /* no stack pointer on this architecture: the main stack's usual range */
+    return fault < top && fault + ((uintptr_t)1 << 30) > top;
+  return fault < top && fault + 256 >= sp;
+}
+
+static void segv_dispatch(int sig, siginfo_t *info, void *uc)
+{
+  const struct sigaction *h = ocaml_stack_fault(info, uc) ? &segv.program : &segv.go;
+  if (h->sa_flags & SA_SIGINFO) {
+    h->sa_sigaction(sig, info, uc);
+  } else if (h->sa_handler == SIG_DFL || h->sa_handler == SIG_IGN) {
+    /* Restore the default: the fault recurs on return and ends the process,
+     * as it would have without us. */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    __real_sigaction(sig, &dfl, NULL);
+  } else {
+    h->sa_handler(sig);
+  }
+}
+
+static int segv_sigaction(const struct sigaction *act, struct sigaction *old)
+{
+  /* Go installs its handler from a constructor, before the OCaml runtime
+   * exists; every later call is the program's. */
+  int from_go = Caml_state == NULL;
+  struct sigaction *mine = from_go ? &segv.go : &segv.program;
+  int *has = from_go ? &segv.has_go : &segv.has_program;
+  if (old != NULL) {
+    if (*has)
+      *old = *mine;
+    else if (__real_sigaction(SIGSEGV, NULL, old) != 0)
+      return -1;
+  }
+  if (act == NULL)
+    return 0;
+  *mine = *act;
+  *has = 1;
+  if (!segv.has_go || !segv.has_program)
+    return __real_sigaction(SIGSEGV, act, NULL);
+  if (segv.dispatching)
+    return 0;
+  struct sigaction d;
+  memset(&d, 0, sizeof d);
+  d.sa_sigaction = segv_dispatch;
+  d.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER | SA_RESTART;
+  sigfillset(&d.sa_mask);
+  segv.dispatching = 1;
+  return __real_sigaction(SIGSEGV, &d, NULL);
+}
+
+int __wrap_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+  if (sig == SIGSEGV)
+    return segv_sigaction(act, old);
+  if (act != NULL && !(act->sa_flags & SA_ONSTACK) &&
+      ((act->sa_flags & SA_SIGINFO) || (act->sa_handler != SIG_DFL && act->sa_handler != SIG_IGN))) {
+    struct sigaction onstack = *act;
+    onstack.sa_flags |= SA_ONSTACK;
+    return __real_sigaction(sig, &onstack, old);
+  }
+  return __real_sigaction(sig, act, old);
+}

@@ -1,0 +1,68 @@
+// Command gomain is the Go half of the end-to-end tests and the demo: built
+// with -buildmode=c-archive and linked into the OCaml executables of test/.
+package main
+
+import "C" // a c-archive needs cgo
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"lwt"
+)
+
+type unit = struct{}
+
+// seedLoop is the seed's scenario: call the Lwt closure F, await its
+// promise, forever (until the call is cancelled). Registered twice: as a
+// loop task and as a goroutine.
+func seedLoop(ctx context.Context, f *lwt.Func[unit, unit]) (unit, error) {
+	defer f.Release()
+	for {
+		if _, err := f.Call(ctx, unit{}).Await(ctx); err != nil {
+			return unit{}, err
+		}
+	}
+}
+
+func must(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+}
+
+func init() {
+	must(lwt.RegisterTask("seed.task", seedLoop))
+	must(lwt.Register("seed.goroutine", seedLoop))
+
+	must(lwt.RegisterSync("test.add1", func(n int64) (int64, error) { return n + 1, nil }))
+	must(lwt.Register("test.echo", func(_ context.Context, s string) (string, error) { return s, nil }))
+	must(lwt.RegisterTask("test.nil_task", func(context.Context, unit) (int64, error) {
+		var p *int64
+		return *p, nil
+	}))
+	must(lwt.RegisterSync("test.nil_sync", func(unit) (int64, error) {
+		var p *int64
+		return *p, nil
+	}))
+	must(lwt.Register("test.nil_goroutine", func(context.Context, unit) (int64, error) {
+		var p *int64
+		return *p, nil
+	}))
+	must(lwt.RegisterTask("test.call_twice", func(ctx context.Context, f *lwt.Func[int64, int64]) (int64, error) {
+		defer f.Release()
+		a, err := f.Call(ctx, 1).Await(ctx)
+		if err != nil {
+			return 0, err
+		}
+		b, err := f.Call(ctx, a).Await(ctx)
+		return b, err
+	}))
+	must(lwt.RegisterSync("test.stats", func(unit) (string, error) {
+		return fmt.Sprintf("%+v", lwt.CurrentStats()), nil
+	}))
+}
+
+func main() {}
