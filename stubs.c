@@ -311,10 +311,19 @@ static int ocaml_stack_fault(siginfo_t *info, void *uc)
   return fault < top && fault + 256 >= sp;
 }
 
+/* Installed with OCaml's mask and flags: OCaml's handler raises
+ * Stack_overflow straight out of the handler, so the handler must not block
+ * anything that would then stay blocked. Go's handler returns, and wants
+ * every signal blocked while it runs: we block them around it. */
 static void segv_dispatch(int sig, siginfo_t *info, void *uc)
 {
   const struct sigaction *h = ocaml_stack_fault(info, uc) ? &segv.program : &segv.go;
-  if (h->sa_flags & SA_SIGINFO) {
+  if (h == &segv.go && (h->sa_flags & SA_SIGINFO)) {
+    sigset_t saved;
+    pthread_sigmask(SIG_SETMASK, &h->sa_mask, &saved);
+    h->sa_sigaction(sig, info, uc);
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+  } else if (h->sa_flags & SA_SIGINFO) {
     h->sa_sigaction(sig, info, uc);
   } else if (h->sa_handler == SIG_DFL || h->sa_handler == SIG_IGN) {
     /* Restore the default: the fault recurs on return and ends the process,
@@ -349,11 +358,9 @@ static int segv_sigaction(const struct sigaction *act, struct sigaction *old)
     return __real_sigaction(SIGSEGV, act, NULL);
   if (segv.dispatching)
     return 0;
-  struct sigaction d;
-  memset(&d, 0, sizeof d);
+  struct sigaction d = segv.program;
   d.sa_sigaction = segv_dispatch;
-  d.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER | SA_RESTART;
-  sigfillset(&d.sa_mask);
+  d.sa_flags |= SA_SIGINFO | SA_ONSTACK;
   segv.dispatching = 1;
   return __real_sigaction(SIGSEGV, &d, NULL);
 }

@@ -7,7 +7,7 @@
    F is Lwt.pause () (every iteration crosses the event loop) or
    Lwt_unix.auto_pause 0.1 (the seed's own benchmark).
 
-   seed.exe [--secs S] [--tsv PATH] [--gc-smoke S]
+   seed.exe [--secs S] [--tsv PATH] [--gc-smoke S] [--only VARIANT/F]
    Exits 1 if a variant made no progress, F ran off the Lwt thread, or the
    bridge still holds anything after a variant stopped. *)
 
@@ -17,6 +17,7 @@ module I = Lwt_interop
 let secs = ref 6.
 let tsv = ref ""
 let gc_smoke = ref 0.
+let only = ref ""
 
 let () =
   Arg.parse
@@ -26,6 +27,7 @@ let () =
       ( "--gc-smoke",
         Arg.Set_float gc_smoke,
         "S  also run go-task with Gc.full_major around every step, S seconds" );
+      ("--only", Arg.Set_string only, "VARIANT/F  run only this one (for profiling)");
     ]
     (fun a -> raise (Arg.Bad a))
     "seed.exe [--secs S] [--tsv PATH] [--gc-smoke S]"
@@ -97,8 +99,11 @@ let measure f =
     else
       Lwt_list.iteri_s
         (fun i (name, start) ->
-          run_once (name ^ "/" ^ f_name f) start f dt >|= fun n ->
-          totals.(i) <- totals.(i) + n)
+          let name = name ^ "/" ^ f_name f in
+          if !only <> "" && !only <> name then Lwt.return_unit
+          else
+            run_once name start f dt >|= fun n ->
+            totals.(i) <- totals.(i) + n)
         variants
       >>= fun () -> round (r + 1)
   in
@@ -134,7 +139,11 @@ let () =
     List.concat_map
       (fun (f, r) ->
         let base = List.assoc "pure-lwt" r in
-        List.map (fun (v, ips) -> (v, f_name f, ips, ips /. base)) r)
+        List.filter_map
+          (fun (v, ips) ->
+            if !only <> "" && !only <> v ^ "/" ^ f_name f then None
+            else Some (v, f_name f, ips, ips /. base))
+          r)
       rows
   in
   Printf.printf "%-10s %-11s %14s %8s\n" "variant" "F" "iter/s" "ratio";

@@ -1,18 +1,152 @@
+(* The end-to-end suite: real OCaml + Lwt + the Go archive in one process. *)
+
 open Lwt.Infix
 module I = Lwt_interop
 
-let unit_fn = I.Ty.(func unit unit)
+let run = Lwt_main.run
+let contains s sub = Astring.String.is_infix ~affix:sub s
+
+let check_raises_matching name pred f =
+  match f () with
+  | _ -> Alcotest.failf "%s: no exception" name
+  | exception e ->
+      if not (pred e) then Alcotest.failf "%s: unexpected %s" name (Printexc.to_string e)
+
+let go_error_with sub = function I.Go_error m -> contains m sub | _ -> false
+
+let rejects_with name sub p =
+  Lwt.catch
+    (fun () -> p >|= fun _ -> Alcotest.failf "%s: resolved" name)
+    (fun e ->
+      if not (go_error_with sub e) then
+        Alcotest.failf "%s: want Go_error with %S, got %s" name sub (Printexc.to_string e);
+      Lwt.return_unit)
+
+let add1 = lazy (I.bind_sync "test.add1" I.Ty.int I.Ty.int)
 
 let test_sync () =
-  let add1 = I.bind_sync "test.add1" I.Ty.int I.Ty.int in
-  Alcotest.(check int) "add1" 42 (add1 41)
+  Alcotest.(check int) "add1" 42 (Lazy.force add1 41);
+  check_raises_matching "63-bit overflow" (go_error_with "does not fit OCaml's 63-bit int")
+    (fun () -> Lazy.force add1 max_int)
 
-let test_echo () =
+let test_string_roundtrip () =
   let echo = I.bind "test.echo" I.Ty.string I.Ty.string in
-  Lwt_main.run (echo "a\000b" >|= Alcotest.(check string) "echo" "a\000b")
+  let s = "nul\000inside, \xff\xfe not UTF-8" in
+  run (echo s >|= Alcotest.(check string) "echo" s)
+
+let test_bind_errors () =
+  let invalid sub = function Invalid_argument m -> contains m sub | _ -> false in
+  check_raises_matching "type mismatch"
+    (invalid "is int -> int in Go, but OCaml binds it as string -> int")
+    (fun () -> I.bind "test.add1" I.Ty.string I.Ty.int);
+  check_raises_matching "unknown" (invalid "no Go function registered as \"nope\"") (fun () ->
+      I.bind "nope" I.Ty.unit I.Ty.unit);
+  check_raises_matching "bind_sync of a goroutine" (invalid "is not a sync Go function")
+    (fun () -> I.bind_sync "test.echo" I.Ty.string I.Ty.string)
+
+let test_go_error () =
+  run (rejects_with "test.fail" "boom" (I.bind "test.fail" I.Ty.string I.Ty.unit "boom"))
+
+let test_go_awaits_ocaml () =
+  let call_twice = I.bind "test.call_twice" I.Ty.(func int int) I.Ty.int in
+  let f x = Lwt.pause () >|= fun () -> x * 10 in
+  run (call_twice f >|= Alcotest.(check int) "f (f 1)" 100)
+
+let test_cancel () =
+  let wait = I.bind "test.wait_cancel" I.Ty.unit I.Ty.unit in
+  let cancelled = I.bind_sync "test.cancelled" I.Ty.unit I.Ty.int in
+  let before = cancelled () in
+  run
+    (let p = wait () in
+     Lwt.pause () >>= fun () ->
+     Lwt.cancel p;
+     let rec poll n =
+       if cancelled () > before then Lwt.return_unit
+       else if n = 0 then Alcotest.fail "the Go context was not cancelled"
+       else Lwt_unix.sleep 0.01 >>= fun () -> poll (n - 1)
+     in
+     poll 500)
+
+let deep_recursion () =
+  let rec deep n = if n = 0 then 0 else 1 + deep (n - 1) in
+  deep 100_000_000
+
+let test_go_nil_dereference () =
+  let nil_task = I.bind "test.nil_task" I.Ty.unit I.Ty.int in
+  let nil_goroutine = I.bind "test.nil_goroutine" I.Ty.unit I.Ty.int in
+  let nil_sync = I.bind_sync "test.nil_sync" I.Ty.unit I.Ty.int in
+  let nil = "nil pointer dereference" in
+  run (rejects_with "task" nil (nil_task ()));
+  run (rejects_with "goroutine" nil (nil_goroutine ()));
+  check_raises_matching "sync" (go_error_with nil) nil_sync;
+  (* OCaml's own stack overflow detection still works in the same process. *)
+  check_raises_matching "Stack_overflow" (( = ) Stack_overflow) deep_recursion;
+  run (rejects_with "task again" nil (nil_task ()))
+
+(* SIGCHLD from children exiting (Lwt_process) and from another process
+   (kill -CHLD in a loop), while a Go task makes round trips through Lwt and
+   Lwt has a SIGCHLD handler installed (Lwt_unix.on_signal: one without
+   SA_ONSTACK, that the signal fix must move to the alternate stack). *)
+let test_sigchld_storm () =
+  let seen = ref 0 in
+  let handler = Lwt_unix.on_signal Sys.sigchld (fun _ -> incr seen) in
+  let count = ref 0 in
+  let f () = incr count; Lwt.pause () in
+  let loop = I.bind "seed.task" I.Ty.(func unit unit) I.Ty.unit f in
+  let storm =
+    Lwt_process.exec
+      ( "/bin/sh",
+        [| "/bin/sh"; "-c"; "i=0; while [ $i -lt 200000 ]; do kill -CHLD $PPID; i=$((i+1)); done" |] )
+  in
+  let rec children n =
+    if n = 0 then Lwt.return_unit
+    else
+      Lwt_process.exec ("/bin/true", [| "/bin/true" |]) >>= function
+      | Unix.WEXITED 0 -> children (n - 1)
+      | _ -> Alcotest.fail "a child did not exit cleanly"
+  in
+  run
+    (Lwt.join [ children 100; (storm >|= fun _ -> ()) ] >>= fun () ->
+     let n = !count in
+     Lwt.cancel loop;
+     Lwt.catch (fun () -> loop) (fun _ -> Lwt.return_unit) >|= fun () ->
+     Lwt_unix.disable_signal_handler handler;
+     if n = 0 then Alcotest.fail "no round trip during the storm";
+     if !seen = 0 then Alcotest.fail "the SIGCHLD handler never ran")
+
+let test_released () =
+  let rec wait n =
+    let s = I.stats () in
+    if s.roots = 0 && s.tasks = 0 && s.calls = 0 && s.jobs = 0 then Lwt.return_unit
+    else if n = 0 then
+      Alcotest.failf "still held: roots=%d tasks=%d calls=%d jobs=%d" s.roots s.tasks s.calls s.jobs
+    else Lwt_unix.sleep 0.01 >>= fun () -> wait (n - 1)
+  in
+  run (wait 300)
+
+let test_shutdown_and_restart () =
+  I.shutdown ();
+  I.shutdown ();
+  check_raises_matching "call after shutdown" (go_error_with "shut down") (fun () ->
+      Lazy.force add1 1);
+  I.init ();
+  Alcotest.(check int) "after restart" 2 (Lazy.force add1 1)
 
 let () =
   I.init ();
+  let tc name f = Alcotest.test_case name `Quick f in
   Alcotest.run "lwt_interop"
-    [ ("calls", [ Alcotest.test_case "sync" `Quick test_sync; Alcotest.test_case "echo" `Quick test_echo ]) ];
-  ignore unit_fn
+    [
+      ( "calls",
+        [
+          tc "sync call, int range" test_sync;
+          tc "string round trip" test_string_roundtrip;
+          tc "bind errors" test_bind_errors;
+          tc "Go error" test_go_error;
+          tc "Go task awaits OCaml" test_go_awaits_ocaml;
+          tc "cancel reaches Go's context" test_cancel;
+        ] );
+      ( "signals",
+        [ tc "Go nil dereference, OCaml Stack_overflow" test_go_nil_dereference; tc "SIGCHLD storm" test_sigchld_storm ] );
+      ("lifecycle", [ tc "nothing held" test_released; tc "shutdown, restart" test_shutdown_and_restart ]);
+    ]

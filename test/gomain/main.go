@@ -6,13 +6,17 @@ import "C" // a c-archive needs cgo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"lwt"
 )
 
 type unit = struct{}
+
+var cancelled atomic.Int64
 
 // seedLoop is the seed's scenario: call the Lwt closure F, await its
 // promise, forever (until the call is cancelled). Registered twice: as a
@@ -60,6 +64,15 @@ func init() {
 		b, err := f.Call(ctx, a).Await(ctx)
 		return b, err
 	}))
+	must(lwt.Register("test.fail", func(_ context.Context, msg string) (unit, error) {
+		return unit{}, errors.New(msg)
+	}))
+	must(lwt.Register("test.wait_cancel", func(ctx context.Context, _ unit) (unit, error) {
+		<-ctx.Done()
+		cancelled.Add(1)
+		return unit{}, ctx.Err()
+	}))
+	must(lwt.RegisterSync("test.cancelled", func(unit) (int64, error) { return cancelled.Load(), nil }))
 	must(lwt.RegisterSync("test.stats", func(unit) (string, error) {
 		return fmt.Sprintf("%+v", lwt.CurrentStats()), nil
 	}))
