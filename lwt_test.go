@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -450,4 +453,94 @@ func TestRestartAfterShutdown(t *testing.T) {
 	if v, err := await(t, OnLoop(func() (int, error) { return 5, nil })); v != 5 || err != nil {
 		t.Fatalf("OnLoop after restart: %v, %v", v, err)
 	}
+}
+
+// ocamlPackages are the Debian packages the end-to-end test needs.
+const ocamlPackages = "ocaml-nox ocaml-findlib liblwt-ocaml-dev ocaml-dune libalcotest-ocaml-dev"
+
+// requireOCaml skips the test without OCaml, Lwt and dune, but fails it
+// under CI, where a skipped end-to-end test would hide a broken setup.
+func requireOCaml(t *testing.T) {
+	t.Helper()
+	var missing []string
+	for _, tool := range []string{"dune", "ocamlfind"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) == 0 {
+		if out, err := exec.Command("ocamlfind", "query", "lwt.unix", "alcotest").CombinedOutput(); err != nil {
+			missing = append(missing, strings.TrimSpace(string(out)))
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := "end-to-end test needs OCaml, Lwt, dune and alcotest (missing: " + strings.Join(missing, ", ") +
+		"); on Debian: apt-get install " + ocamlPackages
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// TestEndToEnd builds test/ (OCaml + Lwt + the Go archive, with this
+// build's notifier) and runs the OCaml suite and a short seed scenario.
+func TestEndToEnd(t *testing.T) {
+	requireOCaml(t)
+	buildDir, err := filepath.Abs(filepath.Join("_build", "e2e-"+notifierKind))
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := exec.Command("dune", "build", "--build-dir", buildDir,
+		"test/test_lwt_interop.exe", "test/seed.exe")
+	build.Env = os.Environ()
+	if notifierKind == "self-pipe" {
+		build.Env = append(build.Env, "GOFLAGS=-tags=lwt_selfpipe")
+	}
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("dune build: %v\n%s", err, out)
+	}
+	bin := filepath.Join(buildDir, "default", "test")
+
+	t.Run("suite", func(t *testing.T) {
+		out, err := exec.Command(filepath.Join(bin, "test_lwt_interop.exe")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("OCaml suite failed: %v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), "Test Successful") {
+			t.Fatalf("OCaml suite did not report success:\n%s", out)
+		}
+		t.Logf("%s", out)
+	})
+
+	t.Run("seed", func(t *testing.T) {
+		tsv := filepath.Join(t.TempDir(), "seed.tsv")
+		out, err := exec.Command(filepath.Join(bin, "seed.exe"),
+			"--secs", "0.6", "--gc-smoke", "0.5", "--tsv", tsv).CombinedOutput()
+		if err != nil {
+			t.Fatalf("seed scenario failed: %v\n%s", err, out)
+		}
+		t.Logf("%s", out)
+		rows, err := os.ReadFile(tsv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, line := range strings.Split(strings.TrimSpace(string(rows)), "\n") {
+			f := strings.Split(line, "\t")
+			if len(f) != 4 || f[2] == "0" {
+				t.Errorf("bad or idle row %q", line)
+				continue
+			}
+			seen[f[0]+"/"+f[1]] = true
+		}
+		for _, v := range []string{"pure-lwt", "go-task", "goroutine"} {
+			for _, f := range []string{"pause", "auto_pause"} {
+				if !seen[v+"/"+f] {
+					t.Errorf("no row for %s/%s", v, f)
+				}
+			}
+		}
+	})
 }

@@ -8,6 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// notifierKind names the notifier this build uses.
+const notifierKind = "eventfd"
+
 // notifier wakes the Lwt thread through an eventfd. The Lwt side watches fd
 // for readability; wake may be called from any goroutine, drain and close
 // only from the Lwt thread.

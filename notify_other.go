@@ -8,6 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// notifierKind names the notifier this build uses.
+const notifierKind = "self-pipe"
+
 // notifier wakes the Lwt thread through a self-pipe (where eventfd does not
 // exist, or on Linux with the lwt_selfpipe build tag). The Lwt side watches
 // the read end; wake may be called from any goroutine, drain and close only

@@ -134,11 +134,11 @@ func lookup(name, argSig, retSig string) (int, *goFunc, error) {
 	defer registry.mu.Unlock()
 	id, ok := registry.byName[name]
 	if !ok {
-		return 0, nil, fmt.Errorf("Lwt_interop.bind: no Go function registered as %q", name)
+		return 0, nil, fmt.Errorf("lwt: no Go function registered as %q", name)
 	}
 	g := registry.funcs[id]
 	if g.argSig != argSig || g.retSig != retSig {
-		return 0, nil, fmt.Errorf("Lwt_interop.bind: %q is %s -> %s in Go, but OCaml binds it as %s -> %s",
+		return 0, nil, fmt.Errorf("lwt: %q is %s -> %s in Go, but OCaml binds it as %s -> %s",
 			name, g.argSig, g.retSig, argSig, retSig)
 	}
 	return id, g, nil

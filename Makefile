@@ -1,0 +1,28 @@
+# make demo: the seed scenario with its figures (DEMO_SECS=N seconds per
+#            variant, DEMO_TSV=path to also write the table as TSV).
+# make test: lint, the pure-Go tests under the race detector and the
+#            end-to-end tests, with each notifier (eventfd, self-pipe).
+
+DEMO_SECS ?= 6
+STATICCHECK_VERSION = v0.8.2
+GOBIN ?= $(shell go env GOPATH)/bin
+
+.PHONY: demo test lint build
+
+build:
+	dune build
+
+demo: build
+	./_build/default/test/seed.exe --secs $(DEMO_SECS) --gc-smoke 2 $(if $(DEMO_TSV),--tsv $(DEMO_TSV))
+
+lint:
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt would change the files above"; exit 1; }
+	go vet ./...
+	go vet -tags lwt_selfpipe ./...
+	GOOS=darwin go vet ./notify_other.go  # the self-pipe notifier type-checks off Linux
+	test -x $(GOBIN)/staticcheck || go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	$(GOBIN)/staticcheck ./...
+
+test: lint
+	go test -race -count=1 ./...
+	go test -race -count=1 -tags lwt_selfpipe ./...
