@@ -2,20 +2,24 @@
 #            variant, DEMO_TSV=path to also write the table as TSV).
 # make test: lint, the pure-Go tests under the race detector and the
 #            end-to-end tests, with each notifier (eventfd, self-pipe).
+# Both first install the Debian packages they need if they are missing.
 
 DEMO_SECS ?= 6
 STATICCHECK_VERSION = v0.8.2
 GOBIN ?= $(shell go env GOPATH)/bin
 
-.PHONY: demo test lint build
+.PHONY: demo test lint build deps
 
-build:
+deps:
+	./.ci/install-deps
+
+build: deps
 	dune build
 
 demo: build
 	./_build/default/test/seed.exe --secs $(DEMO_SECS) --gc-smoke 2 $(if $(DEMO_TSV),--tsv $(DEMO_TSV))
 
-lint:
+lint: deps
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt would change the files above"; exit 1; }
 	go vet ./...
 	go vet -tags lwt_selfpipe ./...

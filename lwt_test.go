@@ -489,6 +489,9 @@ func requireOCaml(t *testing.T) {
 func TestEndToEnd(t *testing.T) {
 	requireOCaml(t)
 	buildDir, err := filepath.Abs(filepath.Join("_build", "e2e-"+notifierKind))
+	if err == nil {
+		err = os.MkdirAll(filepath.Dir(buildDir), 0o755) // dune wants the parent to exist
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
