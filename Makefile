@@ -20,7 +20,7 @@ demo: build
 	./_build/default/test/seed.exe --secs $(DEMO_SECS) --gc-smoke 2 $(if $(DEMO_TSV),--tsv $(DEMO_TSV))
 
 lint: deps
-	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt would change the files above"; exit 1; }
+	@files=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$files" || { echo "gofmt would change: $$files"; exit 1; }
 	go vet ./...
 	go vet -tags lwt_selfpipe ./...
 	GOOS=darwin go vet ./notify_other.go  # the self-pipe notifier type-checks off Linux

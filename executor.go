@@ -70,16 +70,20 @@ func (l *loop) kick() {
 	}
 }
 
-// enter runs fn as an OCaml→Go entry on the Lwt thread. Coroutines may only
-// be switched at the lock depth where they were created (DESIGN.md §2), so
-// only the outermost entry resumes tasks, just before it returns.
-func (l *loop) enter(fn func()) {
-	l.depth++
-	defer func() { l.depth-- }()
-	fn()
-	if l.depth == 1 {
+// arrive and leave bracket every OCaml→Go entry on the Lwt thread:
+//
+//	l.arrive()
+//	defer l.leave()
+//
+// Coroutines may only be switched at the lock depth where they were created
+// (DESIGN.md §2), so only the outermost entry resumes tasks, in leave.
+func (l *loop) arrive() { l.depth++ }
+
+func (l *loop) leave() {
+	if l.depth == 1 && len(l.ready) > 0 {
 		l.resumeReady()
 	}
+	l.depth--
 }
 
 // runPending runs the jobs posted so far, up to the budget, and never waits

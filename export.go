@@ -38,7 +38,6 @@ func guard(errOut **C.char) {
 
 // entered runs fn inside an entry of the running bridge.
 func entered(errOut **C.char, fn func(l *loop) error) (ok bool) {
-	defer guard(errOut)
 	l := current.Load()
 	if l == nil {
 		if errOut != nil {
@@ -46,9 +45,10 @@ func entered(errOut **C.char, fn func(l *loop) error) (ok bool) {
 		}
 		return false
 	}
-	var err error
-	l.enter(func() { err = fn(l) })
-	if err != nil {
+	l.arrive()
+	defer l.leave()
+	defer guard(errOut) // runs first: leave then resumes tasks normally
+	if err := fn(l); err != nil {
 		setErr(errOut, err)
 		return false
 	}
@@ -89,10 +89,14 @@ func lwt_go_shutdown(errOut **C.char) C.int {
 
 //export lwt_go_run_pending
 func lwt_go_run_pending() {
-	defer guard(nil)
-	if l := current.Load(); l != nil {
-		l.enter(l.runPending)
+	l := current.Load()
+	if l == nil {
+		return
 	}
+	l.arrive()
+	defer l.leave()
+	defer guard(nil)
+	l.runPending()
 }
 
 //export lwt_go_lookup
@@ -122,9 +126,7 @@ func lwt_go_call(fn C.int, arg C.lwt_value, resolver C.lwt_value, errOut **C.cha
 		}
 		var c *inCall
 		id, c = newInCall(l, resolver)
-		if err := g.start(arg, c); err != nil {
-			c.reject(fmt.Errorf("%s: %w", g.name, err))
-		}
+		g.start(arg, c)
 		return nil
 	})
 	if !ok {
@@ -164,24 +166,35 @@ func lwt_go_cancel(call C.int64_t) {
 	})
 }
 
+// lwt_go_resolve settles a Go→OCaml call: the hot path of every round trip,
+// hence no closures here.
+//
 //export lwt_go_resolve
 func lwt_go_resolve(id C.intptr_t, v C.lwt_value) {
-	entered(nil, func(*loop) error {
-		if s := outCalls.take(int(id)); s != nil {
-			s.resolve(v)
-		}
-		return nil
-	})
+	l := current.Load()
+	if l == nil {
+		return
+	}
+	l.arrive()
+	defer l.leave()
+	defer guard(nil) // runs first: leave then resumes tasks normally
+	if s := outCalls.take(int(id)); s != nil {
+		s.resolve(v)
+	}
 }
 
 //export lwt_go_reject
 func lwt_go_reject(id C.intptr_t, msg *C.char, n C.size_t) {
-	entered(nil, func(*loop) error {
-		if s := outCalls.take(int(id)); s != nil {
-			s.reject(C.GoStringN(msg, C.int(n)))
-		}
-		return nil
-	})
+	l := current.Load()
+	if l == nil {
+		return
+	}
+	l.arrive()
+	defer l.leave()
+	defer guard(nil)
+	if s := outCalls.take(int(id)); s != nil {
+		s.reject(C.GoStringN(msg, C.int(n)))
+	}
 }
 
 //export lwt_go_stats

@@ -44,10 +44,10 @@ func startSim(t *testing.T) *simLoop {
 				s.done <- err
 				return
 			}
-			l.enter(l.runPending)
+			enter(l, l.runPending)
 		}
 		var err2 error
-		l.enter(func() { err2 = l.shutdown() })
+		enter(l, func() { err2 = l.shutdown() })
 		s.done <- err2
 	}()
 	if err := <-started; err != nil {
@@ -55,6 +55,13 @@ func startSim(t *testing.T) *simLoop {
 	}
 	t.Cleanup(func() { s.stop(t) })
 	return s
+}
+
+// enter runs fn as an OCaml→Go entry, as export.go does.
+func enter(l *loop, fn func()) {
+	l.arrive()
+	defer l.leave()
+	fn()
 }
 
 // stop shuts the bridge down on the Lwt thread; idempotent.
@@ -171,7 +178,7 @@ func TestRunPendingStopsAtBudgetAndRearms(t *testing.T) {
 		l.post(func() { ran++ })
 	}
 	for _, want := range []int{budget, 2 * budget, 2*budget + 1} {
-		l.enter(l.runPending)
+		enter(l, l.runPending)
 		if ran != want {
 			t.Fatalf("ran %d jobs, want %d", ran, want)
 		}
@@ -193,11 +200,11 @@ func TestNestedRunPendingDoesNothing(t *testing.T) {
 	defer l.notify.close()
 	ran := 0
 	l.post(func() { ran++ })
-	l.enter(func() { l.enter(l.runPending) })
+	enter(l, func() { enter(l, l.runPending) })
 	if ran != 0 {
 		t.Fatal("a nested runPending ran a job")
 	}
-	l.enter(l.runPending)
+	enter(l, l.runPending)
 	if ran != 1 {
 		t.Fatal("the outermost runPending did not run the job")
 	}
@@ -294,7 +301,7 @@ func TestNestedEntryQueuesTaskSwitches(t *testing.T) {
 	})
 	var late *Promise[int]
 	s.onLoop(t, func() {
-		s.l.enter(func() { // OCaml → Go → OCaml → Go: depth 2
+		enter(s.l, func() { // OCaml → Go → OCaml → Go: depth 2
 			r.Resolve(1)
 			late = Spawn(context.Background(), func(context.Context) (int, error) { return 2, nil })
 			if got != 0 {
@@ -325,7 +332,7 @@ func TestAwaitOnLoopOutsideTaskIsAnError(t *testing.T) {
 	})
 	task := Spawn(context.Background(), func(ctx context.Context) (struct{}, error) {
 		var err error
-		s.l.enter(func() { _, err = p.Await(ctx) }) // a nested entry inside the task
+		enter(s.l, func() { _, err = p.Await(ctx) }) // a nested entry inside the task
 		return struct{}{}, err
 	})
 	if _, err := await(t, task); !errors.Is(err, ErrWouldBlock) {
@@ -379,6 +386,26 @@ func TestCancelWakesTaskAwait(t *testing.T) {
 		time.AfterFunc(10*time.Millisecond, cancel)
 		if _, err := await(t, task); !errors.Is(err, context.Canceled) {
 			t.Fatalf("own=%v: got %v, want context.Canceled", own, err)
+		}
+	}
+}
+
+func TestCancelOneOfTwoTasksAwaitingOnePromise(t *testing.T) {
+	startSim(t)
+	p, r := NewPromise[int]()
+	ctx, cancel := context.WithCancel(context.Background())
+	awaitWith := func(ctx context.Context) *Promise[int] {
+		return Spawn(context.Background(), func(context.Context) (int, error) { return p.Await(ctx) })
+	}
+	first, second, third := awaitWith(context.Background()), awaitWith(ctx), awaitWith(context.Background())
+	cancel()
+	if _, err := await(t, second); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled await returned %v", err)
+	}
+	r.Resolve(9)
+	for _, q := range []*Promise[int]{first, third} {
+		if v, err := await(t, q); v != 9 || err != nil {
+			t.Fatalf("await returned %v, %v; want 9", v, err)
 		}
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"unsafe"
 )
 
 // value is an OCaml value seen from Go: valid only until the next call into
@@ -61,63 +62,66 @@ func stringVal(v value) string {
 // codec converts between an OCaml type and the Go type T, on the Lwt thread.
 type codec[T any] struct {
 	sig    string // the OCaml type, as Lwt_interop.Ty spells it
-	decode func(v value, out *T) error
-	encode func(in *T) (value, error)
+	decode func(v value) T
+	encode func(x T) (value, error)
 }
 
 // codecOf returns the codec for T, or an error naming T if T cannot cross.
 func codecOf[T any]() (*codec[T], error) {
-	c := new(codec[T])
 	switch any((*T)(nil)).(type) {
 	case *struct{}:
-		c.sig = "unit"
-		c.decode = func(value, *T) error { return nil }
-		c.encode = func(*T) (value, error) { return valUnit, nil }
+		return scalar[T]("unit", func(value) struct{} { return struct{}{} },
+			func(struct{}) (value, error) { return valUnit, nil }), nil
 	case *bool:
-		c.sig = "bool"
-		c.decode = func(v value, out *T) error { *any(out).(*bool) = v != valFalse; return nil }
-		c.encode = func(in *T) (value, error) {
-			if *any(in).(*bool) {
-				return valTrue, nil
-			}
-			return valFalse, nil
-		}
+		return scalar[T]("bool", func(v value) bool { return v != valFalse }, encodeBool), nil
 	case *int64:
-		c.sig = "int"
-		c.decode = func(v value, out *T) error { *any(out).(*int64) = intVal(v); return nil }
-		c.encode = func(in *T) (value, error) { return encodeInt(*any(in).(*int64)) }
+		return scalar[T]("int", intVal, encodeInt), nil
 	case *int:
-		c.sig = "int"
-		c.decode = func(v value, out *T) error { *any(out).(*int) = int(intVal(v)); return nil }
-		c.encode = func(in *T) (value, error) { return encodeInt(int64(*any(in).(*int))) }
+		return scalar[T]("int", func(v value) int { return int(intVal(v)) },
+			func(n int) (value, error) { return encodeInt(int64(n)) }), nil
 	case *float64:
-		c.sig = "float"
-		c.decode = func(v value, out *T) error { *any(out).(*float64) = float64(C.lwt_double_val(v)); return nil }
-		c.encode = func(in *T) (value, error) { return C.lwt_copy_double(C.double(*any(in).(*float64))), nil }
+		return scalar[T]("float", func(v value) float64 { return float64(C.lwt_double_val(v)) },
+			func(x float64) (value, error) { return C.lwt_copy_double(C.double(x)), nil }), nil
 	case *string:
-		c.sig = "string"
-		c.decode = func(v value, out *T) error { *any(out).(*string) = stringVal(v); return nil }
-		c.encode = func(in *T) (value, error) { return copyString(*any(in).(*string)), nil }
-	default:
-		var zero T
-		fc, ok := any(zero).(closureType)
-		if !ok {
-			return nil, fmt.Errorf("lwt: Go type %T cannot cross to OCaml", zero)
-		}
-		sig, err := fc.ocamlSig()
-		if err != nil {
-			return nil, err
-		}
-		c.sig = sig
-		c.decode = func(v value, out *T) error {
-			*out = fc.fromRoot(C.lwt_root_new(v)).(T)
-			return nil
-		}
-		c.encode = func(*T) (value, error) {
-			return 0, fmt.Errorf("lwt: a Go %T cannot be passed back to OCaml", zero)
-		}
+		return scalar[T]("string", stringVal,
+			func(s string) (value, error) { return copyString(s), nil }), nil
 	}
-	return c, nil
+	var zero T
+	fc, ok := any(zero).(closureType)
+	if !ok {
+		return nil, fmt.Errorf("lwt: Go type %T cannot cross to OCaml", zero)
+	}
+	sig, err := fc.ocamlSig()
+	if err != nil {
+		return nil, err
+	}
+	return &codec[T]{
+		sig:    sig,
+		decode: func(v value) T { return fc.fromRoot(C.lwt_root_new(v)).(T) },
+		encode: func(T) (value, error) {
+			return 0, fmt.Errorf("lwt: a Go %T cannot be passed back to OCaml", zero)
+		},
+	}, nil
+}
+
+// scalar is the codec of T made from functions on U, where T is U (codecOf's
+// type switch has checked it): the conversions are free, nothing is boxed.
+func scalar[T, U any](sig string, dec func(value) U, enc func(U) (value, error)) *codec[T] {
+	return &codec[T]{
+		sig: sig,
+		decode: func(v value) T {
+			u := dec(v)
+			return *(*T)(unsafe.Pointer(&u))
+		},
+		encode: func(x T) (value, error) { return enc(*(*U)(unsafe.Pointer(&x))) },
+	}
+}
+
+func encodeBool(b bool) (value, error) {
+	if b {
+		return valTrue, nil
+	}
+	return valFalse, nil
 }
 
 func encodeInt(n int64) (value, error) {
@@ -186,7 +190,7 @@ func (f *Func[A, R]) start(c *outCall[R], arg A) {
 		fail(err)
 		return
 	}
-	v, err := f.enc.encode(&arg)
+	v, err := f.enc.encode(arg)
 	if err != nil {
 		fail(err)
 		return
@@ -206,9 +210,7 @@ type outCall[R any] struct {
 }
 
 func (c *outCall[R]) resolve(v value) {
-	var r R
-	err := c.dec.decode(v, &r)
-	c.settle(r, err, true)
+	c.settle(c.dec.decode(v), nil, true)
 }
 
 func (c *outCall[R]) reject(msg string) {

@@ -14,7 +14,7 @@ type Promise[T any] struct {
 	value   T
 	err     error
 	done    chan struct{} // made on demand, closed when settled
-	waiters []waiter      // run on the Lwt thread when settled
+	waiters waitList      // run on the Lwt thread when settled
 }
 
 // waiter is a task suspended in Await, or a Then callback.
@@ -23,6 +23,50 @@ type waiter struct {
 	seq uint64
 	l   *loop
 	fn  func()
+}
+
+// waitList keeps its first waiter inline: most promises have exactly one,
+// and a task's await then allocates nothing.
+type waitList struct {
+	n     int
+	first waiter
+	rest  []waiter
+}
+
+func (w *waitList) add(x waiter) {
+	if w.n == 0 {
+		w.first = x
+	} else {
+		w.rest = append(w.rest, x)
+	}
+	w.n++
+}
+
+func (w *waitList) at(i int) waiter {
+	if i == 0 {
+		return w.first
+	}
+	return w.rest[i-1]
+}
+
+// drop removes the await numbered seq of task t, if it is there.
+func (w *waitList) drop(t *task, seq uint64) {
+	for i := range w.n {
+		if x := w.at(i); x.t == t && x.seq == seq {
+			if i == 0 {
+				if len(w.rest) > 0 {
+					w.first = w.rest[0]
+					w.rest = w.rest[1:]
+				} else {
+					w.first = waiter{}
+				}
+			} else {
+				w.rest = append(w.rest[:i-1], w.rest[i:]...)
+			}
+			w.n--
+			return
+		}
+	}
 }
 
 // NewPromise returns a pending promise and the Resolver that settles it.
@@ -74,13 +118,13 @@ func (p *Promise[T]) settle(v T, err error, onLoop bool) error {
 	p.value, p.err = v, err
 	p.settled.Store(true)
 	ws, done := p.waiters, p.done
-	p.waiters = nil
+	p.waiters = waitList{}
 	p.mu.Unlock()
 	if done != nil {
 		close(done)
 	}
-	for _, w := range ws {
-		switch {
+	for i := range ws.n {
+		switch w := ws.at(i); {
 		case onLoop && w.t != nil:
 			w.t.wake(w.seq)
 		case onLoop:
@@ -158,7 +202,7 @@ func (p *Promise[T]) awaitInTask(ctx context.Context, t *task) (T, error) {
 		p.mu.Unlock()
 		return p.value, p.err
 	}
-	p.waiters = append(p.waiters, waiter{t: t, seq: seq, l: t.l})
+	p.waiters.add(waiter{t: t, seq: seq, l: t.l})
 	p.mu.Unlock()
 
 	t.ownCtx = ctx == t.ctx
@@ -184,12 +228,7 @@ func (p *Promise[T]) awaitInTask(ctx context.Context, t *task) (T, error) {
 func (p *Promise[T]) dropWaiter(t *task, seq uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for i, w := range p.waiters {
-		if w.t == t && w.seq == seq {
-			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
-			return
-		}
-	}
+	p.waiters.drop(t, seq)
 }
 
 // Then calls fn with the promise's result on the Lwt thread once it is
@@ -203,7 +242,7 @@ func (p *Promise[T]) Then(fn func(T, error)) error {
 	run := func() { fn(p.value, p.err) }
 	p.mu.Lock()
 	if !p.settled.Load() {
-		p.waiters = append(p.waiters, waiter{l: l, fn: run})
+		p.waiters.add(waiter{l: l, fn: run})
 		p.mu.Unlock()
 		return nil
 	}

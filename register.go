@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // kind is how a registered Go function runs; the values match the LWT_*
@@ -26,16 +27,18 @@ type goFunc struct {
 	kind           kind
 	argSig, retSig string
 	// start begins an asynchronous call on the Lwt thread: it decodes arg
-	// now and settles the OCaml promise through c.u when done.
-	start func(arg value, c *inCall) error
+	// now and settles the OCaml promise through c when done.
+	start func(arg value, c *inCall)
 	// call runs a sync function on the Lwt thread.
 	call func(arg value) (value, error)
 }
 
+// registry holds the registered functions. Lookups by id, on every call
+// from OCaml, read an immutable snapshot without locking.
 var registry struct {
-	mu     sync.Mutex
+	mu     sync.Mutex // serialises Register
 	byName map[string]int
-	funcs  []*goFunc
+	funcs  atomic.Pointer[[]*goFunc]
 }
 
 // Register makes fn callable from OCaml under name: Lwt_interop.bind gives
@@ -74,18 +77,15 @@ func register[A, R any](name string, k kind, fn func(context.Context, A) (R, err
 	settle := func(c *inCall, r R, err error) {
 		if err == nil {
 			var v value
-			if v, err = enc.encode(&r); err == nil {
+			if v, err = enc.encode(r); err == nil {
 				c.resolve(v)
 				return
 			}
 		}
 		c.reject(err)
 	}
-	g.start = func(arg value, c *inCall) error {
-		var a A
-		if err := dec.decode(arg, &a); err != nil {
-			return err
-		}
+	g.start = func(arg value, c *inCall) {
+		a := dec.decode(arg)
 		run := func() (R, error) { return fn(c.ctx, a) }
 		if k == kindTask {
 			t := &task{ctx: c.ctx}
@@ -95,24 +95,20 @@ func register[A, R any](name string, k kind, fn func(context.Context, A) (R, err
 			}
 			t.abort = func(err error) { c.reject(err) }
 			c.l.spawn(t)
-			return nil
+			return
 		}
 		go func() {
 			r, err := recovered(run)
 			c.l.post(func() { settle(c, r, err) })
 		}()
-		return nil
 	}
 	g.call = func(arg value) (value, error) {
-		var a A
-		if err := dec.decode(arg, &a); err != nil {
-			return 0, err
-		}
+		a := dec.decode(arg)
 		r, err := recovered(func() (R, error) { return fn(context.Background(), a) })
 		if err != nil {
 			return 0, err
 		}
-		return enc.encode(&r)
+		return enc.encode(r)
 	}
 
 	registry.mu.Lock()
@@ -123,8 +119,13 @@ func register[A, R any](name string, k kind, fn func(context.Context, A) (R, err
 	if registry.byName == nil {
 		registry.byName = make(map[string]int)
 	}
-	registry.byName[name] = len(registry.funcs)
-	registry.funcs = append(registry.funcs, g)
+	var funcs []*goFunc
+	if old := registry.funcs.Load(); old != nil {
+		funcs = *old
+	}
+	funcs = append(funcs[:len(funcs):len(funcs)], g)
+	registry.byName[name] = len(funcs) - 1
+	registry.funcs.Store(&funcs)
 	return nil
 }
 
@@ -136,7 +137,7 @@ func lookup(name, argSig, retSig string) (int, *goFunc, error) {
 	if !ok {
 		return 0, nil, fmt.Errorf("lwt: no Go function registered as %q", name)
 	}
-	g := registry.funcs[id]
+	g := (*registry.funcs.Load())[id]
 	if g.argSig != argSig || g.retSig != retSig {
 		return 0, nil, fmt.Errorf("lwt: %q is %s -> %s in Go, but OCaml binds it as %s -> %s",
 			name, g.argSig, g.retSig, argSig, retSig)
@@ -145,10 +146,8 @@ func lookup(name, argSig, retSig string) (int, *goFunc, error) {
 }
 
 func funcByID(id int) (*goFunc, error) {
-	registry.mu.Lock()
-	defer registry.mu.Unlock()
-	if id < 0 || id >= len(registry.funcs) {
-		return nil, fmt.Errorf("lwt: no Go function #%d", id)
+	if funcs := registry.funcs.Load(); funcs != nil && id >= 0 && id < len(*funcs) {
+		return (*funcs)[id], nil
 	}
-	return registry.funcs[id], nil
+	return nil, fmt.Errorf("lwt: no Go function #%d", id)
 }
