@@ -162,6 +162,7 @@ type task struct {
 	stopped bool   // stop was called: no further Await may suspend
 	ownCtx  bool   // the pending Await uses ctx, whose cancellation wakes it
 	unwatch func() bool
+	calls   []settler // calls into OCaml in flight under ctx, cancelled with it
 }
 
 // spawn starts a task running body (at once if the Lwt thread is in its
@@ -176,7 +177,7 @@ func (l *loop) spawn(t *task) {
 	l.live[t] = struct{}{}
 	tasksLive.Add(1)
 	if t.ctx.Done() != nil {
-		t.unwatch = context.AfterFunc(t.ctx, func() { l.post(t.wakeOnCancel) })
+		t.unwatch = context.AfterFunc(t.ctx, func() { l.post(t.onCancel) })
 	}
 	l.schedule(t)
 }
@@ -217,9 +218,24 @@ func (t *task) wake(seq uint64) {
 	}
 }
 
-func (t *task) wakeOnCancel() {
+// onCancel runs on the Lwt thread once the task's ctx is cancelled.
+func (t *task) onCancel() {
+	calls := t.calls
+	t.calls = nil
+	for _, c := range calls {
+		cancelOutCall(c, t.ctx.Err())
+	}
 	if t.ownCtx {
 		t.wake(t.seq)
+	}
+}
+
+func (t *task) dropCall(s settler) {
+	for i, c := range t.calls {
+		if c == s {
+			t.calls = append(t.calls[:i], t.calls[i+1:]...)
+			return
+		}
 	}
 }
 

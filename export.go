@@ -74,7 +74,7 @@ func lwt_go_shutdown(errOut **C.char) C.int {
 			return nil
 		}
 		rejectAllInCalls(ErrClosed)
-		outCalls.rejectAll(ErrClosed)
+		outCalls.abandonAll(ErrClosed)
 		if err := l.shutdown(); err != nil {
 			return err
 		}

@@ -26,9 +26,10 @@ struct lwt_ocaml {
   void (*root_free)(lwt_root r);
 
   /* Calls the closure in fn with arg. The 'b Lwt.t it returns settles Go's
-   * promise id through lwt_go_resolve / lwt_go_reject, maybe before call
-   * returns. */
-  void (*call)(lwt_root fn, lwt_value arg, intptr_t id);
+   * call id through lwt_go_resolve / lwt_go_reject, maybe before call
+   * returns. With cancellable set, cancel(id) may later Lwt.cancel it. */
+  void (*call)(lwt_root fn, lwt_value arg, intptr_t id, int cancellable);
+  void (*cancel)(intptr_t id);
 
   /* Settle the OCaml promise whose resolver is u, for an OCaml→Go call. */
   void (*wakeup)(lwt_root u, lwt_value v);

@@ -7,8 +7,27 @@ let () = Callback.register_exception "lwt_interop.Go_error" (Go_error "")
 external go_resolve : int -> 'b -> unit = "lwt_interop_resolve"
 external go_reject : int -> string -> unit = "lwt_interop_reject"
 
-(* Go calls an OCaml closure: settle Go's promise [id] with its result. *)
-let call (f : 'a -> 'b Lwt.t) (arg : 'a) (id : int) =
+(* The bridge's generation: a shutdown starts a new one, and a promise of
+   an older one settling later must not reach Go (its call ids are reused). *)
+let generation = ref 0
+
+(* Cancellers of the Go→OCaml calls in flight that Go may cancel, by id. *)
+let cancellers : (unit -> unit) array ref = ref [||]
+let no_canceller () = ()
+
+let set_canceller id f =
+  let a = !cancellers in
+  if id >= Array.length a then (
+    let b = Array.make (max 16 (2 * id + 1)) no_canceller in
+    Array.blit a 0 b 0 (Array.length a);
+    cancellers := b);
+  !cancellers.(id) <- f
+
+let clear_canceller id =
+  if id < Array.length !cancellers then !cancellers.(id) <- no_canceller
+
+(* Go calls an OCaml closure: settle Go's call [id] with its result. *)
+let call (f : 'a -> 'b Lwt.t) (arg : 'a) (id : int) (cancellable : bool) =
   match f arg with
   | exception e -> go_reject id (Printexc.to_string e)
   | p -> (
@@ -16,11 +35,28 @@ let call (f : 'a -> 'b Lwt.t) (arg : 'a) (id : int) =
       | Lwt.Return v -> go_resolve id v
       | Lwt.Fail e -> go_reject id (Printexc.to_string e)
       | Lwt.Sleep ->
-          Lwt.on_any p (go_resolve id) (fun e ->
-              go_reject id (Printexc.to_string e)))
+          let gen = !generation in
+          if cancellable then set_canceller id (fun () -> Lwt.cancel p);
+          Lwt.on_any p
+            (fun v ->
+              if !generation = gen then (
+                if cancellable then clear_canceller id;
+                go_resolve id v))
+            (fun e ->
+              if !generation = gen then (
+                if cancellable then clear_canceller id;
+                go_reject id (Printexc.to_string e))))
+
+(* Go cancels call [id]: Lwt.cancel its promise. *)
+let cancel id =
+  if id < Array.length !cancellers then (
+    let f = !cancellers.(id) in
+    clear_canceller id;
+    f ())
 
 let () =
   Callback.register "lwt_interop.call" call;
+  Callback.register "lwt_interop.cancel" cancel;
   Callback.register "lwt_interop.wakeup" Lwt.wakeup_later;
   Callback.register "lwt_interop.wakeup_exn" (fun u msg ->
       Lwt.wakeup_later_exn u (Go_error msg))
@@ -42,7 +78,9 @@ let shutdown () =
   | Some (ev, _) ->
       c_shutdown ();
       Lwt_engine.stop_event ev;
-      watch := None
+      watch := None;
+      incr generation;
+      cancellers := [||]
 
 module Ty = struct
   type 'a t = string

@@ -534,7 +534,10 @@ func TestEndToEnd(t *testing.T) {
 	bin := filepath.Join(buildDir, "default", "test")
 
 	t.Run("suite", func(t *testing.T) {
-		out, err := exec.Command(filepath.Join(bin, "test_lwt_interop.exe")).CombinedOutput()
+		// A hang is a failure with the suite's output, not a CI timeout.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, filepath.Join(bin, "test_lwt_interop.exe")).CombinedOutput()
 		if err != nil {
 			t.Fatalf("OCaml suite failed: %v\n%s", err, out)
 		}
@@ -546,7 +549,9 @@ func TestEndToEnd(t *testing.T) {
 
 	t.Run("seed", func(t *testing.T) {
 		tsv := filepath.Join(t.TempDir(), "seed.tsv")
-		out, err := exec.Command(filepath.Join(bin, "seed.exe"),
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, filepath.Join(bin, "seed.exe"),
 			"--secs", "0.6", "--gc-smoke", "0.5", "--tsv", tsv).CombinedOutput()
 		if err != nil {
 			t.Fatalf("seed scenario failed: %v\n%s", err, out)

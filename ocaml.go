@@ -11,7 +11,10 @@ static struct lwt_ocaml *lwt_api;
 static void lwt_set_api(struct lwt_ocaml *a) { lwt_api = a; }
 static lwt_root lwt_root_new(lwt_value v) { return lwt_api->root_new(v); }
 static void lwt_root_free(lwt_root r) { lwt_api->root_free(r); }
-static void lwt_call(lwt_root fn, lwt_value arg, intptr_t id) { lwt_api->call(fn, arg, id); }
+static void lwt_call(lwt_root fn, lwt_value arg, intptr_t id, int cancellable) {
+	lwt_api->call(fn, arg, id, cancellable);
+}
+static void lwt_cancel(intptr_t id) { lwt_api->cancel(id); }
 static void lwt_wakeup(lwt_root u, lwt_value v) { lwt_api->wakeup(u, v); }
 static void lwt_wakeup_exn(lwt_root u, _GoString_ msg) {
 	lwt_api->wakeup_exn(u, _GoStringPtr(msg), _GoStringLen(msg));
@@ -169,34 +172,47 @@ func (*Func[A, R]) fromRoot(r C.lwt_root) any {
 // Call applies the OCaml function to arg and returns a promise of its
 // result. Safe from any goroutine: on the Lwt thread the function runs at
 // once, elsewhere the call is posted. An OCaml exception, raised or carried
-// by the Lwt promise, rejects with an *OCamlError.
+// by the Lwt promise, rejects with an *OCamlError. When ctx ends first, the
+// promise is rejected with ctx's error and the Lwt promise is cancelled
+// (Lwt.cancel: its on_cancel handlers run).
 func (f *Func[A, R]) Call(ctx context.Context, arg A) *Promise[R] {
 	c := &outCall[R]{dec: f.dec}
 	if onLoopThread() {
-		f.start(c, arg)
-	} else if err := f.root.l.post(func() { f.start(c, arg) }); err != nil {
+		f.start(ctx, c, arg)
+	} else if err := f.root.l.post(func() { f.start(ctx, c, arg) }); err != nil {
 		return Rejected[R](err)
 	}
 	return &c.Promise
 }
 
 // start makes the call on the Lwt thread.
-func (f *Func[A, R]) start(c *outCall[R], arg A) {
-	fail := func(err error) {
-		var zero R
-		c.settle(zero, err, true)
-	}
+func (f *Func[A, R]) start(ctx context.Context, c *outCall[R], arg A) {
 	if err := f.root.usable(); err != nil {
-		fail(err)
+		c.abandon(err)
+		return
+	}
+	if err := ctx.Err(); err != nil {
+		c.abandon(err)
 		return
 	}
 	v, err := f.enc.encode(arg)
 	if err != nil {
-		fail(err)
+		c.abandon(err)
 		return
 	}
-	id := outCalls.add(c)
-	C.lwt_call(f.root.cell.root, v, C.intptr_t(id))
+	c.id = outCalls.add(c)
+	cancellable := ctx.Done() != nil
+	if cancellable {
+		c.watch(ctx, f.root.l)
+	}
+	C.lwt_call(f.root.cell.root, v, C.intptr_t(c.id), boolInt(cancellable))
+}
+
+func boolInt(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Release lets the OCaml GC collect the closure; later calls fail with
@@ -207,21 +223,73 @@ func (f *Func[A, R]) Release() { f.root.release() }
 type outCall[R any] struct {
 	Promise[R]
 	dec *codec[R]
+	id  int
+	// The cancellation watch: the running task's own (when ctx is the
+	// task's context, which costs nothing per call), or an AfterFunc.
+	task    *task
+	unwatch func() bool
+}
+
+// watch arranges for the cancellation of ctx to cancel the call. Lwt thread.
+func (c *outCall[R]) watch(ctx context.Context, l *loop) {
+	if t := l.running; t != nil && ctx == t.ctx {
+		c.task = t
+		t.calls = append(t.calls, c)
+		return
+	}
+	c.unwatch = context.AfterFunc(ctx, func() {
+		l.post(func() { cancelOutCall(c, ctx.Err()) })
+	})
+}
+
+func (c *outCall[R]) unwatchAll() {
+	if c.task != nil {
+		c.task.dropCall(c)
+		c.task = nil
+	}
+	if c.unwatch != nil {
+		c.unwatch()
+		c.unwatch = nil
+	}
 }
 
 func (c *outCall[R]) resolve(v value) {
+	c.unwatchAll()
 	c.settle(c.dec.decode(v), nil, true)
 }
 
 func (c *outCall[R]) reject(msg string) {
+	c.unwatchAll()
 	var zero R
 	c.settle(zero, &OCamlError{Exn: msg}, true)
+}
+
+func (c *outCall[R]) abandon(err error) {
+	c.unwatchAll()
+	var zero R
+	c.settle(zero, err, true)
+}
+
+func (c *outCall[R]) callID() int { return c.id }
+
+// cancelOutCall settles the Go promise of call s with err and cancels its
+// Lwt promise. The call keeps its id until OCaml settles it (a promise
+// that ignores Lwt.cancel may still resolve later), so that the id cannot
+// be reused meanwhile; that late result is then dropped. Lwt thread only.
+func cancelOutCall(s settler, err error) {
+	id := s.callID()
+	if id < len(outCalls.slots) && outCalls.slots[id] == s {
+		s.abandon(err)
+		C.lwt_cancel(C.intptr_t(id))
+	}
 }
 
 // settler is a Go→OCaml call in flight.
 type settler interface {
 	resolve(v value)
 	reject(msg string)
+	abandon(err error) // settle with err, without OCaml's answer
+	callID() int
 }
 
 // callTable numbers the Go→OCaml calls in flight; Lwt thread only.
@@ -256,11 +324,11 @@ func (t *callTable) take(id int) settler {
 	return s
 }
 
-// rejectAll rejects every call in flight, at shutdown.
-func (t *callTable) rejectAll(err error) {
+// abandonAll settles every call in flight with err, at shutdown.
+func (t *callTable) abandonAll(err error) {
 	for id := range t.slots {
 		if s := t.take(id); s != nil {
-			s.reject(err.Error())
+			s.abandon(err)
 		}
 	}
 	t.slots, t.free = nil, nil

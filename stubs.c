@@ -34,7 +34,8 @@ static pthread_t lwt_thread;
 static int started;
 
 /* OCaml functions registered by lwt_interop.ml (Callback.register). */
-static const value *call_closure, *wakeup_closure, *wakeup_exn_closure, *go_error_exn;
+static const value *call_closure, *cancel_closure, *wakeup_closure, *wakeup_exn_closure,
+    *go_error_exn;
 
 static const value *named(const char *name)
 {
@@ -93,9 +94,10 @@ static void report_exn(const char *where, value res)
   caml_stat_free(msg);
 }
 
-static void api_call(lwt_root fn, lwt_value arg, intptr_t id)
+static void api_call(lwt_root fn, lwt_value arg, intptr_t id, int cancellable)
 {
-  value res = caml_callback3_exn(*call_closure, *(value *)fn, (value)arg, Val_long(id));
+  value args[4] = {*(value *)fn, (value)arg, Val_long(id), Val_bool(cancellable)};
+  value res = caml_callbackN_exn(*call_closure, 4, args);
   if (Is_exception_result(res)) {
     /* lwt_interop.ml catches the closure's exceptions; this is one of its own
      * (Out_of_memory, Stack_overflow): it still rejects the Go promise. */
@@ -103,6 +105,13 @@ static void api_call(lwt_root fn, lwt_value arg, intptr_t id)
     lwt_go_reject(id, msg, strlen(msg));
     caml_stat_free(msg);
   }
+}
+
+static void api_cancel(intptr_t id)
+{
+  value res = caml_callback_exn(*cancel_closure, Val_long(id));
+  if (Is_exception_result(res))
+    report_exn("Lwt.cancel", res);
 }
 
 static void api_wakeup(lwt_root u, lwt_value v)
@@ -141,6 +150,7 @@ static struct lwt_ocaml api = {
   .root_new = api_root_new,
   .root_free = api_root_free,
   .call = api_call,
+  .cancel = api_cancel,
   .wakeup = api_wakeup,
   .wakeup_exn = api_wakeup_exn,
   .copy_string = api_copy_string,
@@ -158,6 +168,7 @@ value lwt_interop_init(value unit)
   if (started && !pthread_equal(pthread_self(), lwt_thread))
     caml_failwith("Lwt_interop.init: already initialised on another thread");
   call_closure = named("lwt_interop.call");
+  cancel_closure = named("lwt_interop.cancel");
   wakeup_closure = named("lwt_interop.wakeup");
   wakeup_exn_closure = named("lwt_interop.wakeup_exn");
   go_error_exn = named("lwt_interop.Go_error");

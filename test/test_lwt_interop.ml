@@ -67,6 +67,43 @@ let test_cancel () =
      in
      poll 500)
 
+(* An OCaml promise that only cancellation ends; reports whether it was. *)
+let cancellable_forever () =
+  let cancelled = ref false in
+  let f () =
+    let p, _ = Lwt.task () in
+    Lwt.on_cancel p (fun () -> cancelled := true);
+    p
+  in
+  (f, cancelled)
+
+(* The Lwt promise is cancelled on the Lwt thread soon after Go's context
+   ends: wait for it. *)
+let rec until_cancelled what cancelled n =
+  if !cancelled then Lwt.return_unit
+  else if n = 0 then Alcotest.failf "%s: Lwt.on_cancel did not run" what
+  else Lwt_unix.sleep 0.002 >>= fun () -> until_cancelled what cancelled (n - 1)
+
+let test_go_cancels_ocaml () =
+  List.iter
+    (fun name ->
+      let await_timeout = I.bind name I.Ty.(func unit unit) I.Ty.string in
+      let f, cancelled = cancellable_forever () in
+      run
+        ( await_timeout f >>= fun err ->
+          Alcotest.(check string) (name ^ ": Go's error") "context deadline exceeded" err;
+          until_cancelled name cancelled 1000 ))
+    [ "test.task_await_timeout"; "test.goroutine_await_timeout" ];
+  (* Lwt.cancel of a Go task cancels its context, and so the OCaml call it awaits. *)
+  let own = I.bind "test.task_await_own" I.Ty.(func unit unit) I.Ty.unit in
+  let f, cancelled = cancellable_forever () in
+  run
+    (let p = own f in
+     Lwt.pause () >>= fun () ->
+     Lwt.cancel p;
+     Lwt.catch (fun () -> p) (fun _ -> Lwt.return_unit) >>= fun () ->
+     until_cancelled "task's own context" cancelled 1000)
+
 let deep_recursion () =
   let rec deep n = if n = 0 then 0 else 1 + deep (n - 1) in
   deep 100_000_000
@@ -145,6 +182,7 @@ let () =
           tc "Go error" test_go_error;
           tc "Go task awaits OCaml" test_go_awaits_ocaml;
           tc "cancel reaches Go's context" test_cancel;
+          tc "Go's context cancels OCaml's promise" test_go_cancels_ocaml;
         ] );
       ( "signals",
         [ tc "Go nil dereference, OCaml Stack_overflow" test_go_nil_dereference; tc "SIGCHLD storm" test_sigchld_storm ] );

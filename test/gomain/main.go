@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
+	"time"
 
 	"lwt"
 )
@@ -73,6 +74,21 @@ func init() {
 		return unit{}, ctx.Err()
 	}))
 	must(lwt.RegisterSync("test.cancelled", func(unit) (int64, error) { return cancelled.Load(), nil }))
+	// Await an OCaml call under a 20 ms deadline: the Lwt promise is cancelled.
+	awaitTimeout := func(ctx context.Context, f *lwt.Func[unit, unit]) (string, error) {
+		defer f.Release()
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+		_, err := f.Call(ctx, unit{}).Await(ctx)
+		return fmt.Sprint(err), nil
+	}
+	must(lwt.RegisterTask("test.task_await_timeout", awaitTimeout))
+	must(lwt.Register("test.goroutine_await_timeout", awaitTimeout))
+	// Await an OCaml call under the task's own context, which OCaml cancels.
+	must(lwt.RegisterTask("test.task_await_own", func(ctx context.Context, f *lwt.Func[unit, unit]) (unit, error) {
+		defer f.Release()
+		return f.Call(ctx, unit{}).Await(ctx)
+	}))
 	must(lwt.RegisterSync("test.stats", func(unit) (string, error) {
 		return fmt.Sprintf("%+v", lwt.CurrentStats()), nil
 	}))
