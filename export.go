@@ -73,9 +73,10 @@ func lwt_go_shutdown(errOut **C.char) C.int {
 		if l.isClosed() {
 			return nil
 		}
-		rejectAllInCalls(ErrClosed)
-		outCalls.abandonAll(ErrClosed)
-		if err := l.shutdown(); err != nil {
+		if err := l.shutdown(func() {
+			rejectAllInCalls(ErrClosed)
+			outCalls.abandonAll(ErrClosed)
+		}); err != nil {
 			return err
 		}
 		freeAllRoots()

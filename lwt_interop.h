@@ -25,10 +25,14 @@ struct lwt_ocaml {
   lwt_root (*root_new)(lwt_value v);
   void (*root_free)(lwt_root r);
 
-  /* Calls the closure in fn with arg. The 'b Lwt.t it returns settles Go's
-   * call id through lwt_go_resolve / lwt_go_reject, maybe before call
-   * returns. With cancellable set, cancel(id) may later Lwt.cancel it. */
-  void (*call)(lwt_root fn, lwt_value arg, intptr_t id, int cancellable);
+  /* Calls the closure in fn with arg. When the 'b Lwt.t it returns is
+   * already settled, call returns LWT_RESOLVED with the value in *result, or
+   * LWT_REJECTED with the exception's text in *error (malloc'd; the caller
+   * frees it). Otherwise it returns LWT_PENDING, and the promise settles Go's
+   * call id later through lwt_go_resolve / lwt_go_reject; with cancellable
+   * set, cancel(id) may Lwt.cancel it meanwhile. */
+  int (*call)(lwt_root fn, lwt_value arg, intptr_t id, int cancellable, lwt_value *result,
+              char **error);
   void (*cancel)(intptr_t id);
 
   /* Settle the OCaml promise whose resolver is u, for an OCaml→Go call. */
@@ -55,6 +59,9 @@ extern void lwt_go_cancel(int64_t call);
 extern void lwt_go_resolve(intptr_t id, lwt_value v);
 extern void lwt_go_reject(intptr_t id, char *msg, size_t len);
 extern void lwt_go_stats(int64_t *out, int n);
+
+/* What api->call reports. */
+enum { LWT_PENDING = 0, LWT_RESOLVED = 1, LWT_REJECTED = 2 };
 
 /* The kinds of Go function, as lwt_go_lookup reports them. */
 enum { LWT_GOROUTINE = 0, LWT_TASK = 1, LWT_SYNC = 2 };

@@ -26,26 +26,27 @@ let set_canceller id f =
 let clear_canceller id =
   if id < Array.length !cancellers then !cancellers.(id) <- no_canceller
 
-(* Go calls an OCaml closure: settle Go's call [id] with its result. *)
+(* Go calls an OCaml closure: Some v if its promise is already resolved;
+   None if it is pending, and then it settles Go's call [id] later. An
+   exception, raised or carried by a rejected promise, goes back raised. *)
 let call (f : 'a -> 'b Lwt.t) (arg : 'a) (id : int) (cancellable : bool) =
-  match f arg with
-  | exception e -> go_reject id (Printexc.to_string e)
-  | p -> (
-      match Lwt.state p with
-      | Lwt.Return v -> go_resolve id v
-      | Lwt.Fail e -> go_reject id (Printexc.to_string e)
-      | Lwt.Sleep ->
-          let gen = !generation in
-          if cancellable then set_canceller id (fun () -> Lwt.cancel p);
-          Lwt.on_any p
-            (fun v ->
-              if !generation = gen then (
-                if cancellable then clear_canceller id;
-                go_resolve id v))
-            (fun e ->
-              if !generation = gen then (
-                if cancellable then clear_canceller id;
-                go_reject id (Printexc.to_string e))))
+  let p = f arg in
+  match Lwt.state p with
+  | Lwt.Return v -> Some v
+  | Lwt.Fail e -> raise e
+  | Lwt.Sleep ->
+      let gen = !generation in
+      if cancellable then set_canceller id (fun () -> Lwt.cancel p);
+      Lwt.on_any p
+        (fun v ->
+          if !generation = gen then (
+            if cancellable then clear_canceller id;
+            go_resolve id v))
+        (fun e ->
+          if !generation = gen then (
+            if cancellable then clear_canceller id;
+            go_reject id (Printexc.to_string e)));
+      None
 
 (* Go cancels call [id]: Lwt.cancel its promise. *)
 let cancel id =

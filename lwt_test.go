@@ -47,7 +47,7 @@ func startSim(t *testing.T) *simLoop {
 			enter(l, l.runPending)
 		}
 		var err2 error
-		enter(l, func() { err2 = l.shutdown() })
+		enter(l, func() { err2 = l.shutdown(func() {}) })
 		s.done <- err2
 	}()
 	if err := <-started; err != nil {

@@ -11,8 +11,13 @@ static struct lwt_ocaml *lwt_api;
 static void lwt_set_api(struct lwt_ocaml *a) { lwt_api = a; }
 static lwt_root lwt_root_new(lwt_value v) { return lwt_api->root_new(v); }
 static void lwt_root_free(lwt_root r) { lwt_api->root_free(r); }
-static void lwt_call(lwt_root fn, lwt_value arg, intptr_t id, int cancellable) {
-	lwt_api->call(fn, arg, id, cancellable);
+// Where lwt_call leaves an OCaml promise's outcome when it is already
+// settled: globals (which Go reads directly, with no pointer to escape), on
+// the Lwt thread only.
+lwt_value lwt_call_result;
+char *lwt_call_error;
+static int lwt_call(lwt_root fn, lwt_value arg, intptr_t id, int cancellable) {
+	return lwt_api->call(fn, arg, id, cancellable, &lwt_call_result, &lwt_call_error);
 }
 static void lwt_cancel(intptr_t id) { lwt_api->cancel(id); }
 static void lwt_wakeup(lwt_root u, lwt_value v) { lwt_api->wakeup(u, v); }
@@ -145,9 +150,10 @@ type closureType interface {
 // types of 'a and 'b. It keeps its closure alive until Release, until the
 // Func is garbage collected, or until the bridge shuts down.
 type Func[A, R any] struct {
-	root *rootHandle
-	enc  *codec[A]
-	dec  *codec[R]
+	root  *rootHandle
+	enc   *codec[A]
+	dec   *codec[R]
+	spare []*taskCall[R] // call records for Call to reuse; Lwt thread only
 }
 
 func (*Func[A, R]) ocamlSig() (string, error) {
@@ -169,43 +175,105 @@ func (*Func[A, R]) fromRoot(r C.lwt_root) any {
 	return &Func[A, R]{root: newRootHandle(r), enc: enc, dec: dec}
 }
 
-// Call applies the OCaml function to arg and returns a promise of its
-// result. Safe from any goroutine: on the Lwt thread the function runs at
-// once, elsewhere the call is posted. An OCaml exception, raised or carried
-// by the Lwt promise, rejects with an *OCamlError. When ctx ends first, the
-// promise is rejected with ctx's error and the Lwt promise is cancelled
-// (Lwt.cancel: its on_cancel handlers run).
-func (f *Func[A, R]) Call(ctx context.Context, arg A) *Promise[R] {
+// Call calls the OCaml function with arg and waits for its result.
+//
+// In a loop task it suspends the task until OCaml settles the call, and
+// allocates nothing once warm; in a goroutine it blocks. Anywhere else on
+// the Lwt thread (a sync function, a job, a Then callback) waiting would
+// stall the event loop: Call returns ErrWouldBlock there without calling
+// (use Go). An OCaml exception, raised or carried by the Lwt promise, is
+// returned as an *OCamlError. When ctx ends first, Call returns ctx's error
+// and the Lwt promise is cancelled (Lwt.cancel: its on_cancel handlers run).
+func (f *Func[A, R]) Call(ctx context.Context, arg A) (R, error) {
+	if !onLoopThread() {
+		return f.Go(ctx, arg).Await(ctx)
+	}
+	var zero R
+	if err := f.root.usable(); err != nil {
+		return zero, err
+	}
+	l := f.root.l
+	t := l.running
+	if t == nil || l.depth != 1 {
+		return zero, ErrWouldBlock
+	}
+	if t.stopped {
+		panic(errTaskStopped) // unwinds a task that ignores ErrClosed
+	}
+	c := f.spareCall()
+	c.t = t
+	t.seq++
+	c.seq = t.seq
+	if err := f.send(ctx, c, arg); err != nil {
+		f.recycle(c)
+		return zero, err
+	}
+	for !c.done {
+		if !t.suspend() {
+			return zero, ErrClosed // stopped by shutdown; it fails the call too
+		}
+	}
+	v, err := c.value, c.err
+	// An abandoned call keeps its id until OCaml settles it, and a fired
+	// watch may still post a cancel naming it: such a record is not reused.
+	if !c.abandoned && (c.unwatch == nil || c.unwatch()) {
+		f.recycle(c)
+	}
+	return v, err
+}
+
+// Go starts calling the OCaml function with arg and returns a promise of
+// its result, like net/rpc's Client.Go. Safe from any goroutine: on the Lwt
+// thread the function runs at once, elsewhere the call is posted. Errors and
+// ctx are as for Call.
+func (f *Func[A, R]) Go(ctx context.Context, arg A) *Promise[R] {
 	c := &outCall[R]{dec: f.dec}
 	if onLoopThread() {
-		f.start(ctx, c, arg)
-	} else if err := f.root.l.post(func() { f.start(ctx, c, arg) }); err != nil {
+		if err := f.send(ctx, c, arg); err != nil {
+			c.abandon(err)
+		}
+	} else if err := f.root.l.post(func() {
+		if err := f.send(ctx, c, arg); err != nil {
+			c.abandon(err)
+		}
+	}); err != nil {
 		return Rejected[R](err)
 	}
 	return &c.Promise
 }
 
-// start makes the call on the Lwt thread.
-func (f *Func[A, R]) start(ctx context.Context, c *outCall[R], arg A) {
+// send makes call s on the Lwt thread. When OCaml's promise is already
+// settled, s is settled before send returns; otherwise OCaml settles it
+// later through lwt_go_resolve or lwt_go_reject. An error means nothing was
+// sent.
+func (f *Func[A, R]) send(ctx context.Context, s settler, arg A) error {
 	if err := f.root.usable(); err != nil {
-		c.abandon(err)
-		return
+		return err
 	}
 	if err := ctx.Err(); err != nil {
-		c.abandon(err)
-		return
+		return err
 	}
 	v, err := f.enc.encode(arg)
 	if err != nil {
-		c.abandon(err)
-		return
+		return err
 	}
-	c.id = outCalls.add(c)
+	id := outCalls.add(s)
 	cancellable := ctx.Done() != nil
-	if cancellable {
-		c.watch(ctx, f.root.l)
+	switch C.lwt_call(f.root.cell.root, v, C.intptr_t(id), boolInt(cancellable)) {
+	case C.LWT_PENDING:
+		if cancellable {
+			s.state().watch(ctx, f.root.l, s)
+		}
+	case C.LWT_RESOLVED:
+		outCalls.take(id)
+		s.resolve(C.lwt_call_result)
+	default:
+		outCalls.take(id)
+		msg := C.GoString(C.lwt_call_error)
+		C.free(unsafe.Pointer(C.lwt_call_error))
+		s.reject(msg)
 	}
-	C.lwt_call(f.root.cell.root, v, C.intptr_t(c.id), boolInt(cancellable))
+	return nil
 }
 
 func boolInt(b bool) C.int {
@@ -215,81 +283,143 @@ func boolInt(b bool) C.int {
 	return 0
 }
 
+// spareCall returns a reset call record for Call. Lwt thread only.
+func (f *Func[A, R]) spareCall() *taskCall[R] {
+	if n := len(f.spare); n > 0 {
+		c := f.spare[n-1]
+		f.spare = f.spare[:n-1]
+		return c
+	}
+	return &taskCall[R]{dec: f.dec}
+}
+
+func (f *Func[A, R]) recycle(c *taskCall[R]) {
+	*c = taskCall[R]{dec: f.dec}
+	f.spare = append(f.spare, c)
+}
+
 // Release lets the OCaml GC collect the closure; later calls fail with
 // ErrReleased. Safe from any goroutine.
 func (f *Func[A, R]) Release() { f.root.release() }
 
-// outCall is a Go→OCaml call waiting for OCaml to settle it.
-type outCall[R any] struct {
-	Promise[R]
-	dec *codec[R]
-	id  int
-	// The cancellation watch: the running task's own (when ctx is the
-	// task's context, which costs nothing per call), or an AfterFunc.
-	task    *task
-	unwatch func() bool
-}
-
-// watch arranges for the cancellation of ctx to cancel the call. Lwt thread.
-func (c *outCall[R]) watch(ctx context.Context, l *loop) {
-	if t := l.running; t != nil && ctx == t.ctx {
-		c.task = t
-		t.calls = append(t.calls, c)
-		return
-	}
-	c.unwatch = context.AfterFunc(ctx, func() {
-		l.post(func() { cancelOutCall(c, ctx.Err()) })
-	})
-}
-
-func (c *outCall[R]) unwatchAll() {
-	if c.task != nil {
-		c.task.dropCall(c)
-		c.task = nil
-	}
-	if c.unwatch != nil {
-		c.unwatch()
-		c.unwatch = nil
-	}
-}
-
-func (c *outCall[R]) resolve(v value) {
-	c.unwatchAll()
-	c.settle(c.dec.decode(v), nil, true)
-}
-
-func (c *outCall[R]) reject(msg string) {
-	c.unwatchAll()
-	var zero R
-	c.settle(zero, &OCamlError{Exn: msg}, true)
-}
-
-func (c *outCall[R]) abandon(err error) {
-	c.unwatchAll()
-	var zero R
-	c.settle(zero, err, true)
-}
-
-func (c *outCall[R]) callID() int { return c.id }
-
-// cancelOutCall settles the Go promise of call s with err and cancels its
-// Lwt promise. The call keeps its id until OCaml settles it (a promise
-// that ignores Lwt.cancel may still resolve later), so that the id cannot
-// be reused meanwhile; that late result is then dropped. Lwt thread only.
-func cancelOutCall(s settler, err error) {
-	id := s.callID()
-	if id < len(outCalls.slots) && outCalls.slots[id] == s {
-		s.abandon(err)
-		C.lwt_cancel(C.intptr_t(id))
-	}
-}
-
-// settler is a Go→OCaml call in flight.
+// settler is a Go→OCaml call in flight, settled on the Lwt thread.
 type settler interface {
 	resolve(v value)
 	reject(msg string)
 	abandon(err error) // settle with err, without OCaml's answer
-	callID() int
+	state() *callState
+}
+
+// callState is what every Go→OCaml call in flight keeps: its id in
+// outCalls and the watch that cancels it with its context. Lwt thread only.
+type callState struct {
+	id int
+	// The running task's own context is watched by the task (which costs
+	// nothing per call); any other context by an AfterFunc.
+	task    *task
+	unwatch func() bool
+}
+
+// watch arranges for the cancellation of ctx to cancel call s.
+func (cs *callState) watch(ctx context.Context, l *loop, s settler) {
+	if t := l.running; t != nil && ctx == t.ctx {
+		cs.task = t
+		t.calls = append(t.calls, s)
+		return
+	}
+	cs.unwatch = context.AfterFunc(ctx, func() {
+		l.post(func() { cancelOutCall(s, ctx.Err()) })
+	})
+}
+
+// unwatchTask stops the task's watch; an AfterFunc is left to its owner.
+func (cs *callState) unwatchTask(s settler) {
+	if cs.task != nil {
+		cs.task.dropCall(s)
+		cs.task = nil
+	}
+}
+
+func (cs *callState) state() *callState { return cs }
+
+// outCall is a call made by Go: settled into a promise that anyone may
+// hold and await.
+type outCall[R any] struct {
+	Promise[R]
+	callState
+	dec *codec[R]
+}
+
+func (c *outCall[R]) resolve(v value) { c.finish(c.dec.decode(v), nil) }
+
+func (c *outCall[R]) reject(msg string) {
+	var zero R
+	c.finish(zero, &OCamlError{Exn: msg})
+}
+
+func (c *outCall[R]) abandon(err error) {
+	var zero R
+	c.finish(zero, err)
+}
+
+func (c *outCall[R]) finish(v R, err error) {
+	c.unwatchTask(c)
+	if c.unwatch != nil {
+		c.unwatch()
+		c.unwatch = nil
+	}
+	c.settle(v, err, true)
+}
+
+// taskCall is a call made by Call in a loop task, which waits for it: no
+// promise, no locks (everything happens on the Lwt thread), and reused.
+type taskCall[R any] struct {
+	callState
+	dec       *codec[R]
+	t         *task  // the waiting task
+	seq       uint64 // the task's await that this call wakes
+	done      bool
+	abandoned bool
+	value     R
+	err       error
+}
+
+func (c *taskCall[R]) resolve(v value) {
+	if !c.done {
+		c.finish(c.dec.decode(v), nil)
+	}
+}
+
+func (c *taskCall[R]) reject(msg string) {
+	var zero R
+	c.finish(zero, &OCamlError{Exn: msg})
+}
+
+func (c *taskCall[R]) abandon(err error) {
+	var zero R
+	c.abandoned = !c.done // before finish, which may resume the task
+	c.finish(zero, err)
+}
+
+func (c *taskCall[R]) finish(v R, err error) {
+	if c.done {
+		return
+	}
+	c.done, c.value, c.err = true, v, err
+	c.unwatchTask(c)
+	c.t.wake(c.seq)
+}
+
+// cancelOutCall settles call s with err and cancels its Lwt promise. The
+// call keeps its id until OCaml settles it (a promise that ignores
+// Lwt.cancel may still resolve later), so that the id cannot be reused
+// meanwhile; that late result is then dropped. Lwt thread only.
+func cancelOutCall(s settler, err error) {
+	id := s.state().id
+	if id < len(outCalls.slots) && outCalls.slots[id] == s {
+		s.abandon(err)
+		C.lwt_cancel(C.intptr_t(id))
+	}
 }
 
 // callTable numbers the Go→OCaml calls in flight; Lwt thread only.
@@ -302,14 +432,17 @@ var outCalls callTable
 
 func (t *callTable) add(s settler) int {
 	callsLive.Add(1)
+	var id int
 	if n := len(t.free); n > 0 {
-		id := t.free[n-1]
+		id = t.free[n-1]
 		t.free = t.free[:n-1]
 		t.slots[id] = s
-		return id
+	} else {
+		id = len(t.slots)
+		t.slots = append(t.slots, s)
 	}
-	t.slots = append(t.slots, s)
-	return len(t.slots) - 1
+	s.state().id = id
+	return id
 }
 
 // take removes and returns call id, or nil if it is not in flight.

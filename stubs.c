@@ -94,17 +94,21 @@ static void report_exn(const char *where, value res)
   caml_stat_free(msg);
 }
 
-static void api_call(lwt_root fn, lwt_value arg, intptr_t id, int cancellable)
+static int api_call(lwt_root fn, lwt_value arg, intptr_t id, int cancellable,
+                    lwt_value *result, char **error)
 {
   value args[4] = {*(value *)fn, (value)arg, Val_long(id), Val_bool(cancellable)};
   value res = caml_callbackN_exn(*call_closure, 4, args);
   if (Is_exception_result(res)) {
-    /* lwt_interop.ml catches the closure's exceptions; this is one of its own
-     * (Out_of_memory, Stack_overflow): it still rejects the Go promise. */
     char *msg = caml_format_exception(Extract_exception(res));
-    lwt_go_reject(id, msg, strlen(msg));
+    *error = strdup(msg);
     caml_stat_free(msg);
+    return LWT_REJECTED;
   }
+  if (Is_long(res)) /* None */
+    return LWT_PENDING;
+  *result = (lwt_value)Field(res, 0);
+  return LWT_RESOLVED;
 }
 
 static void api_cancel(intptr_t id)

@@ -52,6 +52,25 @@ let test_go_awaits_ocaml () =
   let f x = Lwt.pause () >|= fun () -> x * 10 in
   run (call_twice f >|= Alcotest.(check int) "f (f 1)" 100)
 
+let test_outcomes () =
+  let f = function
+    | 1 -> Lwt.return 10
+    | 2 -> Lwt.pause () >|= fun () -> 20
+    | 3 -> failwith "at once"
+    | _ -> Lwt.pause () >>= fun () -> Lwt.fail_with "later"
+  in
+  let want =
+    String.concat "|"
+      [ "10 <nil>"; "10 <nil>"; "20 <nil>"; "20 <nil>";
+        "0 ocaml: Failure(\"at once\")"; "0 ocaml: Failure(\"at once\")";
+        "0 ocaml: Failure(\"later\")"; "0 ocaml: Failure(\"later\")" ]
+  in
+  List.iter
+    (fun name ->
+      let outcomes = I.bind name I.Ty.(func int int) I.Ty.string in
+      run (outcomes f >|= Alcotest.(check string) name want))
+    [ "test.outcomes_task"; "test.outcomes_goroutine" ]
+
 let test_cancel () =
   let wait = I.bind "test.wait_cancel" I.Ty.unit I.Ty.unit in
   let cancelled = I.bind_sync "test.cancelled" I.Ty.unit I.Ty.int in
@@ -195,6 +214,7 @@ let () =
           tc "bind errors" test_bind_errors;
           tc "Go error" test_go_error;
           tc "Go task awaits OCaml" test_go_awaits_ocaml;
+          tc "every outcome of an OCaml call" test_outcomes;
           tc "cancel reaches Go's context" test_cancel;
           tc "Go's context cancels OCaml's promise" test_go_cancels_ocaml;
         ] );

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -25,7 +26,7 @@ var cancelled atomic.Int64
 func seedLoop(ctx context.Context, f *lwt.Func[unit, unit]) (unit, error) {
 	defer f.Release()
 	for {
-		if _, err := f.Call(ctx, unit{}).Await(ctx); err != nil {
+		if _, err := f.Call(ctx, unit{}); err != nil {
 			return unit{}, err
 		}
 	}
@@ -58,13 +59,27 @@ func init() {
 	}))
 	must(lwt.RegisterTask("test.call_twice", func(ctx context.Context, f *lwt.Func[int64, int64]) (int64, error) {
 		defer f.Release()
-		a, err := f.Call(ctx, 1).Await(ctx)
+		a, err := f.Call(ctx, 1)
 		if err != nil {
 			return 0, err
 		}
-		b, err := f.Call(ctx, a).Await(ctx)
-		return b, err
+		return f.Go(ctx, a).Await(ctx)
 	}))
+	// Every outcome of an OCaml call (settled at once or later, value or
+	// exception), through Call and through Go, from a task and a goroutine.
+	outcomes := func(ctx context.Context, f *lwt.Func[int64, int64]) (string, error) {
+		defer f.Release()
+		var out []string
+		for x := int64(1); x <= 4; x++ {
+			v, err := f.Call(ctx, x)
+			out = append(out, fmt.Sprint(v, err))
+			v, err = f.Go(ctx, x).Await(ctx)
+			out = append(out, fmt.Sprint(v, err))
+		}
+		return strings.Join(out, "|"), nil
+	}
+	must(lwt.RegisterTask("test.outcomes_task", outcomes))
+	must(lwt.Register("test.outcomes_goroutine", outcomes))
 	must(lwt.Register("test.fail", func(_ context.Context, msg string) (unit, error) {
 		return unit{}, errors.New(msg)
 	}))
@@ -79,7 +94,7 @@ func init() {
 		defer f.Release()
 		ctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 		defer cancel()
-		_, err := f.Call(ctx, unit{}).Await(ctx)
+		_, err := f.Call(ctx, unit{})
 		return fmt.Sprint(err), nil
 	}
 	must(lwt.RegisterTask("test.task_await_timeout", awaitTimeout))
@@ -87,7 +102,7 @@ func init() {
 	// Await an OCaml call under the task's own context, which OCaml cancels.
 	must(lwt.RegisterTask("test.task_await_own", func(ctx context.Context, f *lwt.Func[unit, unit]) (unit, error) {
 		defer f.Release()
-		return f.Call(ctx, unit{}).Await(ctx)
+		return f.Call(ctx, unit{})
 	}))
 	must(lwt.RegisterSync("test.stats", func(unit) (string, error) {
 		return fmt.Sprintf("%+v", lwt.CurrentStats()), nil
