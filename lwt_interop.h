@@ -45,6 +45,12 @@ struct lwt_ocaml {
   const char *(*string_data)(lwt_value v, size_t *len);
   lwt_value (*copy_double)(double d);
   double (*double_val)(lwt_value v);
+
+  /* Compound values (options, lists, pairs) cross as a flat buffer that
+   * follows a type code: values.go documents both. build makes the OCaml
+   * value; flatten returns a malloc'd buffer (NULL when out of memory). */
+  lwt_value (*build)(const char *code, const unsigned char *buf);
+  unsigned char *(*flatten)(lwt_value v, const char *code, size_t *len);
 };
 
 /* Exported by Go (export.go). *err, when set, is malloc'd; the caller frees it. */

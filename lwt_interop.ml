@@ -91,6 +91,10 @@ module Ty = struct
   let int = "int"
   let float = "float"
   let string = "string"
+  let bytes = "bytes"
+  let option a = a ^ " option"
+  let list a = a ^ " list"
+  let pair a b = Printf.sprintf "(%s * %s)" a b
   let func a b = Printf.sprintf "(%s -> %s Lwt.t)" a b
   let to_string t = t
 end

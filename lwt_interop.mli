@@ -50,6 +50,21 @@ module Ty : sig
   val string : string t
   (** Go [string], copied; any bytes. *)
 
+  val bytes : bytes t
+  (** Go [[]byte], copied. *)
+
+  val option : 'a t -> 'a option t
+  (** Go [*A]: [nil] is [None]. *)
+
+  val list : 'a t -> 'a list t
+  (** Go [[]A]; a [nil] slice is [[]]. *)
+
+  val pair : 'a t -> 'b t -> ('a * 'b) t
+  (** Go [lwt.Pair[A, B]]. *)
+
+  (** Options, lists and pairs hold any of the types above but {!func}; they
+      are copied in one pass each way. *)
+
   val func : 'a t -> 'b t -> ('a -> 'b Lwt.t) t
   (** Go [*lwt.Func[A, R]]: an OCaml closure that Go can call and await.
       Go holds it through a GC root until it releases it. *)

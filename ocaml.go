@@ -5,8 +5,8 @@ package lwt
 #include "lwt_interop.h"
 
 // The function table stubs.c registered at init; set and read on the Lwt
-// thread only.
-static struct lwt_ocaml *lwt_api;
+// thread only (values.go uses it too).
+struct lwt_ocaml *lwt_api;
 
 static void lwt_set_api(struct lwt_ocaml *a) { lwt_api = a; }
 static lwt_root lwt_root_new(lwt_value v) { return lwt_api->root_new(v); }
@@ -24,127 +24,14 @@ static void lwt_wakeup(lwt_root u, lwt_value v) { lwt_api->wakeup(u, v); }
 static void lwt_wakeup_exn(lwt_root u, _GoString_ msg) {
 	lwt_api->wakeup_exn(u, _GoStringPtr(msg), _GoStringLen(msg));
 }
-static lwt_value lwt_copy_string(_GoString_ s) {
-	return lwt_api->copy_string(_GoStringPtr(s), _GoStringLen(s));
-}
-static const char *lwt_string_data(lwt_value v, size_t *len) { return lwt_api->string_data(v, len); }
-static lwt_value lwt_copy_double(double d) { return lwt_api->copy_double(d); }
-static double lwt_double_val(lwt_value v) { return lwt_api->double_val(v); }
 */
 import "C"
 
 import (
 	"context"
-	"fmt"
-	"math"
 	"runtime"
 	"unsafe"
 )
-
-// value is an OCaml value seen from Go: valid only until the next call into
-// OCaml, and only on the Lwt thread.
-type value = C.lwt_value
-
-const (
-	valUnit  value = 1 // Val_unit
-	valFalse value = 1 // Val_false
-	valTrue  value = 3 // Val_true
-)
-
-// OCaml's int is 63 bits wide.
-const (
-	minOCamlInt = math.MinInt64 >> 1
-	maxOCamlInt = math.MaxInt64 >> 1
-)
-
-func valInt(n int64) value      { return value(n<<1 | 1) }
-func intVal(v value) int64      { return int64(v) >> 1 }
-func copyString(s string) value { return C.lwt_copy_string(s) }
-
-func stringVal(v value) string {
-	var n C.size_t
-	p := C.lwt_string_data(v, &n)
-	return C.GoStringN(p, C.int(n))
-}
-
-// codec converts between an OCaml type and the Go type T, on the Lwt thread.
-type codec[T any] struct {
-	sig    string // the OCaml type, as Lwt_interop.Ty spells it
-	decode func(v value) T
-	encode func(x T) (value, error)
-}
-
-// codecOf returns the codec for T, or an error naming T if T cannot cross.
-func codecOf[T any]() (*codec[T], error) {
-	switch any((*T)(nil)).(type) {
-	case *struct{}:
-		return scalar[T]("unit", func(value) struct{} { return struct{}{} },
-			func(struct{}) (value, error) { return valUnit, nil }), nil
-	case *bool:
-		return scalar[T]("bool", func(v value) bool { return v != valFalse }, encodeBool), nil
-	case *int64:
-		return scalar[T]("int", intVal, encodeInt), nil
-	case *int:
-		return scalar[T]("int", func(v value) int { return int(intVal(v)) },
-			func(n int) (value, error) { return encodeInt(int64(n)) }), nil
-	case *float64:
-		return scalar[T]("float", func(v value) float64 { return float64(C.lwt_double_val(v)) },
-			func(x float64) (value, error) { return C.lwt_copy_double(C.double(x)), nil }), nil
-	case *string:
-		return scalar[T]("string", stringVal,
-			func(s string) (value, error) { return copyString(s), nil }), nil
-	}
-	var zero T
-	fc, ok := any(zero).(closureType)
-	if !ok {
-		return nil, fmt.Errorf("lwt: Go type %T cannot cross to OCaml", zero)
-	}
-	sig, err := fc.ocamlSig()
-	if err != nil {
-		return nil, err
-	}
-	return &codec[T]{
-		sig:    sig,
-		decode: func(v value) T { return fc.fromRoot(C.lwt_root_new(v)).(T) },
-		encode: func(T) (value, error) {
-			return 0, fmt.Errorf("lwt: a Go %T cannot be passed back to OCaml", zero)
-		},
-	}, nil
-}
-
-// scalar is the codec of T made from functions on U, where T is U (codecOf's
-// type switch has checked it): the conversions are free, nothing is boxed.
-func scalar[T, U any](sig string, dec func(value) U, enc func(U) (value, error)) *codec[T] {
-	return &codec[T]{
-		sig: sig,
-		decode: func(v value) T {
-			u := dec(v)
-			return *(*T)(unsafe.Pointer(&u))
-		},
-		encode: func(x T) (value, error) { return enc(*(*U)(unsafe.Pointer(&x))) },
-	}
-}
-
-func encodeBool(b bool) (value, error) {
-	if b {
-		return valTrue, nil
-	}
-	return valFalse, nil
-}
-
-func encodeInt(n int64) (value, error) {
-	if n < minOCamlInt || n > maxOCamlInt {
-		return 0, fmt.Errorf("lwt: %d does not fit OCaml's 63-bit int", n)
-	}
-	return valInt(n), nil
-}
-
-// closureType is implemented by *Func[A, R], so that codecOf can build
-// codecs for closure types without reflection.
-type closureType interface {
-	ocamlSig() (string, error)
-	fromRoot(r C.lwt_root) any
-}
 
 // Func is an OCaml function 'a -> 'b Lwt.t held by Go: A and R are the Go
 // types of 'a and 'b. It keeps its closure alive until Release, until the
@@ -156,23 +43,21 @@ type Func[A, R any] struct {
 	spare []*taskCall[R] // call records for Call to reuse; Lwt thread only
 }
 
-func (*Func[A, R]) ocamlSig() (string, error) {
-	a, err := codecOf[A]()
+// closureCodec gives codecOf the OCaml type of the closure and a maker of
+// Funcs, which holds a closure on the Lwt thread.
+func (*Func[A, R]) closureCodec() (string, func(v value) any, error) {
+	enc, err := codecOf[A]()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	r, err := codecOf[R]()
+	dec, err := codecOf[R]()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return "(" + a.sig + " -> " + r.sig + " Lwt.t)", nil
-}
-
-// fromRoot wraps r, once ocamlSig has accepted A and R. Lwt thread only.
-func (*Func[A, R]) fromRoot(r C.lwt_root) any {
-	enc, _ := codecOf[A]()
-	dec, _ := codecOf[R]()
-	return &Func[A, R]{root: newRootHandle(r), enc: enc, dec: dec}
+	hold := func(v value) any {
+		return &Func[A, R]{root: newRootHandle(C.lwt_root_new(v)), enc: enc, dec: dec}
+	}
+	return "(" + enc.sig + " -> " + dec.sig + " Lwt.t)", hold, nil
 }
 
 // Call calls the OCaml function with arg and waits for its result.

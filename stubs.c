@@ -150,6 +150,189 @@ static const char *api_string_data(lwt_value v, size_t *len)
 static lwt_value api_copy_double(double d) { return (lwt_value)caml_copy_double(d); }
 static double api_double_val(lwt_value v) { return Double_val((value)v); }
 
+/* Compound values: the buffer format and type codes are in values.go. Go
+ * made the type code (not NUL-terminated: the walk ends with the type) and
+ * any buffer it hands over, so both are well formed. */
+
+static const char *skip_type(const char *code)
+{
+  switch (*code++) {
+  case 'o':
+  case 'l':
+    return skip_type(code);
+  case 'p':
+    return skip_type(skip_type(code));
+  default:
+    return code;
+  }
+}
+
+static int64_t read_i64(const unsigned char **p)
+{
+  int64_t n;
+  memcpy(&n, *p, sizeof n);
+  *p += sizeof n;
+  return n;
+}
+
+static value build(const char *code, const unsigned char **p)
+{
+  CAMLparam0();
+  CAMLlocal4(v, x, y, last);
+  switch (*code) {
+  case 'u':
+    v = Val_unit;
+    break;
+  case 'b':
+    v = Val_bool(*(*p)++);
+    break;
+  case 'i':
+    v = Val_long(read_i64(p));
+    break;
+  case 'f': {
+    double d;
+    memcpy(&d, *p, sizeof d);
+    *p += sizeof d;
+    v = caml_copy_double(d);
+    break;
+  }
+  case 's':
+  case 'y': {
+    int64_t n = read_i64(p);
+    v = caml_alloc_initialized_string(n, (const char *)*p);
+    *p += n;
+    break;
+  }
+  case 'o':
+    if (*(*p)++ == 0) {
+      v = Val_int(0); /* None */
+    } else {
+      x = build(code + 1, p);
+      v = caml_alloc_small(1, 0);
+      Field(v, 0) = x;
+    }
+    break;
+  case 'l': {
+    int64_t n = read_i64(p);
+    v = Val_emptylist;
+    for (int64_t i = 0; i < n; i++) {
+      x = build(code + 1, p);
+      y = caml_alloc_small(2, Tag_cons);
+      Field(y, 0) = x;
+      Field(y, 1) = Val_emptylist;
+      if (i == 0)
+        v = y;
+      else
+        caml_modify(&Field(last, 1), y);
+      last = y;
+    }
+    break;
+  }
+  case 'p':
+    x = build(code + 1, p);
+    y = build(skip_type(code + 1), p);
+    v = caml_alloc_small(2, 0);
+    Field(v, 0) = x;
+    Field(v, 1) = y;
+    break;
+  }
+  CAMLreturn(v);
+}
+
+static lwt_value api_build(const char *code, const unsigned char *buf)
+{
+  return (lwt_value)build(code, &buf);
+}
+
+struct writer {
+  unsigned char *buf;
+  size_t len, cap;
+  int failed;
+};
+
+static void put(struct writer *w, const void *p, size_t n)
+{
+  if (w->failed)
+    return;
+  if (w->cap - w->len < n) {
+    size_t cap = w->cap ? w->cap : 64;
+    while (cap - w->len < n)
+      cap *= 2;
+    unsigned char *b = realloc(w->buf, cap);
+    if (b == NULL) {
+      w->failed = 1;
+      return;
+    }
+    w->buf = b;
+    w->cap = cap;
+  }
+  memcpy(w->buf + w->len, p, n);
+  w->len += n;
+}
+
+static void put_i64(struct writer *w, int64_t n) { put(w, &n, sizeof n); }
+
+/* Allocates nothing in OCaml's heap, so v cannot move meanwhile. */
+static void flatten(const char *code, value v, struct writer *w)
+{
+  switch (*code) {
+  case 'u':
+    break;
+  case 'b': {
+    unsigned char b = Bool_val(v);
+    put(w, &b, 1);
+    break;
+  }
+  case 'i':
+    put_i64(w, Long_val(v));
+    break;
+  case 'f': {
+    double d = Double_val(v);
+    put(w, &d, sizeof d);
+    break;
+  }
+  case 's':
+  case 'y':
+    put_i64(w, caml_string_length(v));
+    put(w, String_val(v), caml_string_length(v));
+    break;
+  case 'o': {
+    unsigned char some = Is_block(v);
+    put(w, &some, 1);
+    if (some)
+      flatten(code + 1, Field(v, 0), w);
+    break;
+  }
+  case 'l': {
+    int64_t n = 0;
+    for (value l = v; l != Val_emptylist; l = Field(l, 1))
+      n++;
+    put_i64(w, n);
+    for (value l = v; l != Val_emptylist; l = Field(l, 1))
+      flatten(code + 1, Field(l, 0), w);
+    break;
+  }
+  case 'p':
+    flatten(code + 1, Field(v, 0), w);
+    flatten(skip_type(code + 1), Field(v, 1), w);
+    break;
+  }
+}
+
+static unsigned char *api_flatten(lwt_value v, const char *code, size_t *len)
+{
+  struct writer w = {NULL, 0, 0, 0};
+  flatten(code, (value)v, &w);
+  if (w.buf == NULL && !w.failed) /* nothing written: still a valid buffer */
+    w.buf = malloc(1);
+  if (w.failed || w.buf == NULL) {
+    free(w.buf);
+    return NULL;
+  }
+  *len = w.len;
+  return w.buf;
+}
+
 static struct lwt_ocaml api = {
   .root_new = api_root_new,
   .root_free = api_root_free,
@@ -161,6 +344,8 @@ static struct lwt_ocaml api = {
   .string_data = api_string_data,
   .copy_double = api_copy_double,
   .double_val = api_double_val,
+  .build = api_build,
+  .flatten = api_flatten,
 };
 
 /* ---- OCaml externals ------------------------------------------------------ */

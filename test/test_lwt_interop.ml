@@ -34,11 +34,43 @@ let test_string_roundtrip () =
   let s = "nul\000inside, \xff\xfe not UTF-8" in
   run (echo s >|= Alcotest.(check string) "echo" s)
 
+let test_values () =
+  let echo_bytes = I.bind "test.echo_bytes" I.Ty.bytes I.Ty.bytes in
+  let b = Bytes.of_string "\000bytes\255" in
+  run (echo_bytes b >|= fun r -> Alcotest.(check bytes) "bytes" b r);
+  let ty = I.Ty.(pair (list (option bool)) (pair float bytes)) in
+  let echo_nested = I.bind "test.echo_nested" ty ty in
+  List.iter
+    (fun v ->
+      run (echo_nested v >|= fun r -> if r <> v then Alcotest.fail "nested value changed"))
+    [ ([ Some true; None; Some false ], (3.25, Bytes.of_string "x\000y")); ([], (-0., Bytes.empty)) ];
+  let describe = I.bind_sync "test.describe" I.Ty.(list (pair (option int) string)) I.Ty.string in
+  Alcotest.(check string) "Go reads the list" "1:a,None:,-2:c\000"
+    (describe [ (Some 1, "a"); (None, ""); (Some (-2), "c\000") ]);
+  Alcotest.(check string) "empty list" "" (describe []);
+  check_raises_matching "int out of range in a list" (go_error_with "does not fit OCaml's 63-bit int")
+    (fun () -> I.bind_sync "test.too_big_in_list" I.Ty.unit I.Ty.(list int) ());
+  let reverses = I.bind "test.ocaml_reverses" I.Ty.(func (list (pair (option int) string)) (list (pair (option int) string))) I.Ty.string in
+  run (reverses (fun l -> Lwt.pause () >|= fun () -> List.rev l) >|= Alcotest.(check string) "Go reads OCaml's list" "ok")
+
+(* 64 MiB each way, in a string and in bytes. *)
+let test_big_payloads () =
+  let n = 64 * 1024 * 1024 in
+  let s = String.init n (fun i -> Char.chr (i * 7 land 255)) in
+  let echo = I.bind "test.echo" I.Ty.string I.Ty.string in
+  run (echo s >|= fun r -> if r <> s then Alcotest.fail "64 MiB string changed");
+  let echo_bytes = I.bind "test.echo_bytes" I.Ty.bytes I.Ty.bytes in
+  let b = Bytes.of_string s in
+  run (echo_bytes b >|= fun r -> if not (Bytes.equal r b) then Alcotest.fail "64 MiB bytes changed")
+
 let test_bind_errors () =
   let invalid sub = function Invalid_argument m -> contains m sub | _ -> false in
   check_raises_matching "type mismatch"
     (invalid "is int -> int in Go, but OCaml binds it as string -> int")
     (fun () -> I.bind "test.add1" I.Ty.string I.Ty.int);
+  check_raises_matching "compound mismatch"
+    (invalid "is (int option * string) list -> string in Go, but OCaml binds it as (string * int option) list -> string")
+    (fun () -> I.bind_sync "test.describe" I.Ty.(list (pair string (option int))) I.Ty.string);
   check_raises_matching "unknown" (invalid "no Go function registered as \"nope\"") (fun () ->
       I.bind "nope" I.Ty.unit I.Ty.unit);
   check_raises_matching "bind_sync of a goroutine" (invalid "is not a sync Go function")
@@ -211,6 +243,8 @@ let () =
         [
           tc "sync call, int range" test_sync;
           tc "string round trip" test_string_roundtrip;
+          tc "bytes, options, lists, pairs" test_values;
+          tc "64 MiB payloads" test_big_payloads;
           tc "bind errors" test_bind_errors;
           tc "Go error" test_go_error;
           tc "Go task awaits OCaml" test_go_awaits_ocaml;

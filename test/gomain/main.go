@@ -18,6 +18,9 @@ import (
 
 type unit = struct{}
 
+// nested is (bool option list * (float * bytes)) in OCaml.
+type nested = lwt.Pair[[]*bool, lwt.Pair[float64, []byte]]
+
 var cancelled atomic.Int64
 
 // seedLoop is the seed's scenario: call the Lwt closure F, await its
@@ -80,6 +83,39 @@ func init() {
 	}
 	must(lwt.RegisterTask("test.outcomes_task", outcomes))
 	must(lwt.Register("test.outcomes_goroutine", outcomes))
+	// Values: echoed, described from Go's side, and sent to OCaml and back.
+	must(lwt.Register("test.echo_bytes", func(_ context.Context, b []byte) ([]byte, error) { return b, nil }))
+	must(lwt.Register("test.echo_nested", func(_ context.Context, x nested) (nested, error) { return x, nil }))
+	must(lwt.RegisterSync("test.describe", func(x []lwt.Pair[*int64, string]) (string, error) {
+		var out []string
+		for _, p := range x {
+			if p.First == nil {
+				out = append(out, "None:"+p.Second)
+			} else {
+				out = append(out, fmt.Sprintf("%d:%s", *p.First, p.Second))
+			}
+		}
+		return strings.Join(out, ","), nil
+	}))
+	must(lwt.RegisterSync("test.too_big_in_list", func(unit) ([]int64, error) { return []int64{1, 1 << 62}, nil }))
+	must(lwt.RegisterTask("test.ocaml_reverses", func(ctx context.Context, f *lwt.Func[[]lwt.Pair[*int64, string], []lwt.Pair[*int64, string]]) (string, error) {
+		defer f.Release()
+		one, two := int64(1), int64(-2)
+		in := []lwt.Pair[*int64, string]{{First: &one, Second: "a"}, {}, {First: &two, Second: "c\x00\xff"}}
+		out, err := f.Call(ctx, in)
+		if err != nil {
+			return "", err
+		}
+		if len(out) != 3 || out[0].Second != "c\x00\xff" || *out[0].First != -2 || out[1].First != nil ||
+			*out[2].First != 1 || out[2].Second != "a" {
+			return fmt.Sprintf("unexpected %+v", out), nil
+		}
+		empty, err := f.Call(ctx, nil)
+		if err != nil || len(empty) != 0 {
+			return fmt.Sprintf("nil slice: %v %v", empty, err), nil
+		}
+		return "ok", nil
+	}))
 	must(lwt.Register("test.fail", func(_ context.Context, msg string) (unit, error) {
 		return unit{}, errors.New(msg)
 	}))

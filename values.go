@@ -1,0 +1,360 @@
+package lwt
+
+/*
+#include <stdlib.h>
+#include "lwt_interop.h"
+
+extern struct lwt_ocaml *lwt_api; // ocaml.go
+
+// The length out-parameter of the calls below: a global that Go reads
+// directly, so that no Go pointer escapes. Lwt thread only.
+size_t lwt_out_len;
+
+static lwt_value lwt_copy_string(_GoString_ s) {
+	return lwt_api->copy_string(_GoStringPtr(s), _GoStringLen(s));
+}
+static lwt_value lwt_copy_bytes(const void *p, size_t n) { return lwt_api->copy_string(p, n); }
+static const char *lwt_string_data(lwt_value v) { return lwt_api->string_data(v, &lwt_out_len); }
+static lwt_value lwt_copy_double(double d) { return lwt_api->copy_double(d); }
+static double lwt_double_val(lwt_value v) { return lwt_api->double_val(v); }
+static lwt_value lwt_build(_GoString_ code, const void *buf) {
+	return lwt_api->build(_GoStringPtr(code), buf);
+}
+static unsigned char *lwt_flatten(lwt_value v, _GoString_ code) {
+	return lwt_api->flatten(v, _GoStringPtr(code), &lwt_out_len);
+}
+*/
+import "C"
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"reflect"
+	"unsafe"
+)
+
+// value is an OCaml value seen from Go: valid only until the next call into
+// OCaml, and only on the Lwt thread.
+type value = C.lwt_value
+
+const (
+	valUnit  value = 1 // Val_unit
+	valFalse value = 1 // Val_false
+	valTrue  value = 3 // Val_true
+)
+
+// OCaml's int is 63 bits wide.
+const (
+	minOCamlInt = math.MinInt64 >> 1
+	maxOCamlInt = math.MaxInt64 >> 1
+)
+
+func valInt(n int64) value      { return value(n<<1 | 1) }
+func intVal(v value) int64      { return int64(v) >> 1 }
+func copyString(s string) value { return C.lwt_copy_string(s) }
+
+func copyBytes(b []byte) value {
+	return C.lwt_copy_bytes(unsafe.Pointer(unsafe.SliceData(b)), C.size_t(len(b)))
+}
+
+// stringData is the content of an OCaml string or bytes, in OCaml's heap:
+// valid until the next call into OCaml.
+func stringData(v value) []byte {
+	p := C.lwt_string_data(v)
+	return unsafe.Slice((*byte)(unsafe.Pointer(p)), int(C.lwt_out_len))
+}
+
+func stringVal(v value) string { return string(stringData(v)) }
+func bytesVal(v value) []byte  { return bytes.Clone(stringData(v)) }
+
+// Pair is an OCaml pair ('a * 'b).
+type Pair[A, B any] struct {
+	First  A
+	Second B
+}
+
+func (Pair[A, B]) ocamlPair() {}
+
+// codec converts between an OCaml type and the Go type T, on the Lwt thread.
+type codec[T any] struct {
+	sig    string // the OCaml type, as Lwt_interop.Ty spells it
+	decode func(v value) T
+	encode func(x T) (value, error)
+}
+
+// codecOf returns the codec for T, or an error naming T if T cannot cross.
+func codecOf[T any]() (*codec[T], error) {
+	switch any((*T)(nil)).(type) {
+	case *struct{}:
+		return scalar[T]("unit", func(value) struct{} { return struct{}{} },
+			func(struct{}) (value, error) { return valUnit, nil }), nil
+	case *bool:
+		return scalar[T]("bool", func(v value) bool { return v != valFalse }, encodeBool), nil
+	case *int64:
+		return scalar[T]("int", intVal, encodeInt), nil
+	case *int:
+		return scalar[T]("int", func(v value) int { return int(intVal(v)) },
+			func(n int) (value, error) { return encodeInt(int64(n)) }), nil
+	case *float64:
+		return scalar[T]("float", func(v value) float64 { return float64(C.lwt_double_val(v)) },
+			func(x float64) (value, error) { return C.lwt_copy_double(C.double(x)), nil }), nil
+	case *string:
+		return scalar[T]("string", stringVal,
+			func(s string) (value, error) { return copyString(s), nil }), nil
+	case *[]byte:
+		return scalar[T]("bytes", bytesVal,
+			func(b []byte) (value, error) { return copyBytes(b), nil }), nil
+	}
+	var zero T
+	if fc, ok := any(zero).(closureType); ok {
+		sig, hold, err := fc.closureCodec()
+		if err != nil {
+			return nil, err
+		}
+		return &codec[T]{
+			sig:    sig,
+			decode: func(v value) T { return hold(v).(T) },
+			encode: func(T) (value, error) {
+				return 0, fmt.Errorf("lwt: a Go %T cannot be passed back to OCaml", zero)
+			},
+		}, nil
+	}
+	w, err := wireOf(reflect.TypeFor[T]())
+	if err != nil {
+		return nil, err
+	}
+	return compound[T](w), nil
+}
+
+// scalar is the codec of T made from functions on U, where T is U (codecOf's
+// type switch has checked it): the conversions are free, nothing is boxed.
+func scalar[T, U any](sig string, dec func(value) U, enc func(U) (value, error)) *codec[T] {
+	return &codec[T]{
+		sig: sig,
+		decode: func(v value) T {
+			u := dec(v)
+			return *(*T)(unsafe.Pointer(&u))
+		},
+		encode: func(x T) (value, error) { return enc(*(*U)(unsafe.Pointer(&x))) },
+	}
+}
+
+func encodeBool(b bool) (value, error) {
+	if b {
+		return valTrue, nil
+	}
+	return valFalse, nil
+}
+
+func encodeInt(n int64) (value, error) {
+	if n < minOCamlInt || n > maxOCamlInt {
+		return 0, fmt.Errorf("lwt: %d does not fit OCaml's 63-bit int", n)
+	}
+	return valInt(n), nil
+}
+
+// closureType is implemented by *Func[A, R], so that codecOf can build
+// codecs for closure types without reflection.
+type closureType interface {
+	closureCodec() (sig string, hold func(v value) any, err error)
+}
+
+// compound is the codec of an option, list or pair: the value crosses as
+// one flat buffer (see wire), in one call each way.
+func compound[T any](w *wire) *codec[T] {
+	return &codec[T]{
+		sig: w.sig,
+		decode: func(v value) T {
+			p := C.lwt_flatten(v, w.code)
+			if p == nil {
+				panic("lwt: out of memory reading an OCaml " + w.sig)
+			}
+			defer C.free(unsafe.Pointer(p))
+			var x T
+			w.get(unsafe.Slice((*byte)(unsafe.Pointer(p)), int(C.lwt_out_len)), reflect.ValueOf(&x).Elem())
+			return x
+		},
+		encode: func(x T) (value, error) {
+			b, err := w.put(nil, reflect.ValueOf(x))
+			if err != nil {
+				return 0, err
+			}
+			return C.lwt_build(w.code, unsafe.Pointer(unsafe.SliceData(b))), nil
+		},
+	}
+}
+
+// wire is how a Go type crosses inside a compound value. Go writes the
+// value into a flat buffer that stubs.c turns into the OCaml value, and
+// stubs.c flattens an OCaml value into a buffer that Go reads. code is the
+// type's shape, which stubs.c follows:
+//
+//	u unit  b bool  i int  f float  s string  y bytes
+//	o<T> option  l<T> list  p<T><U> pair
+//
+// In the buffer a bool is one byte; an int or a float eight bytes in the
+// machine's byte order; a string or bytes an eight-byte length and the
+// bytes; an option a byte 0 (None) or 1 and the value; a list an eight-byte
+// length and the elements; a pair its two values.
+type wire struct {
+	code, sig string
+	put       func(b []byte, v reflect.Value) ([]byte, error)
+	get       func(b []byte, v reflect.Value) []byte // sets v, returns the rest of b
+}
+
+var (
+	byteOrder = binary.NativeEndian
+	pairType  = reflect.TypeFor[interface{ ocamlPair() }]()
+)
+
+func wireOf(t reflect.Type) (*wire, error) {
+	switch t {
+	case reflect.TypeFor[struct{}]():
+		return &wire{code: "u", sig: "unit",
+			put: func(b []byte, _ reflect.Value) ([]byte, error) { return b, nil },
+			get: func(b []byte, _ reflect.Value) []byte { return b },
+		}, nil
+	case reflect.TypeFor[bool]():
+		return &wire{code: "b", sig: "bool",
+			put: func(b []byte, v reflect.Value) ([]byte, error) {
+				if v.Bool() {
+					return append(b, 1), nil
+				}
+				return append(b, 0), nil
+			},
+			get: func(b []byte, v reflect.Value) []byte { v.SetBool(b[0] != 0); return b[1:] },
+		}, nil
+	case reflect.TypeFor[int64](), reflect.TypeFor[int]():
+		return &wire{code: "i", sig: "int",
+			put: func(b []byte, v reflect.Value) ([]byte, error) {
+				n := v.Int()
+				if _, err := encodeInt(n); err != nil {
+					return nil, err
+				}
+				return byteOrder.AppendUint64(b, uint64(n)), nil
+			},
+			get: func(b []byte, v reflect.Value) []byte { v.SetInt(int64(byteOrder.Uint64(b))); return b[8:] },
+		}, nil
+	case reflect.TypeFor[float64]():
+		return &wire{code: "f", sig: "float",
+			put: func(b []byte, v reflect.Value) ([]byte, error) {
+				return byteOrder.AppendUint64(b, math.Float64bits(v.Float())), nil
+			},
+			get: func(b []byte, v reflect.Value) []byte {
+				v.SetFloat(math.Float64frombits(byteOrder.Uint64(b)))
+				return b[8:]
+			},
+		}, nil
+	case reflect.TypeFor[string]():
+		return &wire{code: "s", sig: "string",
+			put: func(b []byte, v reflect.Value) ([]byte, error) {
+				return append(byteOrder.AppendUint64(b, uint64(v.Len())), v.String()...), nil
+			},
+			get: func(b []byte, v reflect.Value) []byte {
+				n := int(byteOrder.Uint64(b))
+				v.SetString(string(b[8 : 8+n]))
+				return b[8+n:]
+			},
+		}, nil
+	case reflect.TypeFor[[]byte]():
+		return &wire{code: "y", sig: "bytes",
+			put: func(b []byte, v reflect.Value) ([]byte, error) {
+				return append(byteOrder.AppendUint64(b, uint64(v.Len())), v.Bytes()...), nil
+			},
+			get: func(b []byte, v reflect.Value) []byte {
+				n := int(byteOrder.Uint64(b))
+				v.SetBytes(bytes.Clone(b[8 : 8+n]))
+				return b[8+n:]
+			},
+		}, nil
+	}
+	switch {
+	case t.Kind() == reflect.Pointer && !t.Implements(reflect.TypeFor[closureType]()):
+		return optionWire(t)
+	case t.Kind() == reflect.Slice:
+		return listWire(t)
+	case t.Kind() == reflect.Struct && t.Implements(pairType):
+		return pairWire(t)
+	case t.Implements(reflect.TypeFor[closureType]()):
+		return nil, fmt.Errorf("lwt: Go type %v cannot cross inside an option, list or pair", t)
+	}
+	return nil, fmt.Errorf("lwt: Go type %v cannot cross to OCaml", t)
+}
+
+// optionWire: a nil *T is None, any other Some.
+func optionWire(t reflect.Type) (*wire, error) {
+	e, err := wireOf(t.Elem())
+	if err != nil {
+		return nil, err
+	}
+	return &wire{code: "o" + e.code, sig: e.sig + " option",
+		put: func(b []byte, v reflect.Value) ([]byte, error) {
+			if v.IsNil() {
+				return append(b, 0), nil
+			}
+			return e.put(append(b, 1), v.Elem())
+		},
+		get: func(b []byte, v reflect.Value) []byte {
+			if b[0] == 0 {
+				v.SetZero()
+				return b[1:]
+			}
+			p := reflect.New(t.Elem())
+			v.Set(p)
+			return e.get(b[1:], p.Elem())
+		},
+	}, nil
+}
+
+// listWire: a slice is a list; a nil slice is [].
+func listWire(t reflect.Type) (*wire, error) {
+	e, err := wireOf(t.Elem())
+	if err != nil {
+		return nil, err
+	}
+	return &wire{code: "l" + e.code, sig: e.sig + " list",
+		put: func(b []byte, v reflect.Value) ([]byte, error) {
+			b = byteOrder.AppendUint64(b, uint64(v.Len()))
+			for i := range v.Len() {
+				var err error
+				if b, err = e.put(b, v.Index(i)); err != nil {
+					return nil, err
+				}
+			}
+			return b, nil
+		},
+		get: func(b []byte, v reflect.Value) []byte {
+			n := int(byteOrder.Uint64(b))
+			b = b[8:]
+			s := reflect.MakeSlice(t, n, n)
+			for i := range n {
+				b = e.get(b, s.Index(i))
+			}
+			v.Set(s)
+			return b
+		},
+	}, nil
+}
+
+func pairWire(t reflect.Type) (*wire, error) {
+	a, err := wireOf(t.Field(0).Type)
+	if err != nil {
+		return nil, err
+	}
+	z, err := wireOf(t.Field(1).Type)
+	if err != nil {
+		return nil, err
+	}
+	return &wire{code: "p" + a.code + z.code, sig: "(" + a.sig + " * " + z.sig + ")",
+		put: func(b []byte, v reflect.Value) ([]byte, error) {
+			b, err := a.put(b, v.Field(0))
+			if err != nil {
+				return nil, err
+			}
+			return z.put(b, v.Field(1))
+		},
+		get: func(b []byte, v reflect.Value) []byte { return z.get(a.get(b, v.Field(0)), v.Field(1)) },
+	}, nil
+}
