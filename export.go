@@ -79,6 +79,7 @@ func lwt_go_shutdown(errOut **C.char) C.int {
 		}); err != nil {
 			return err
 		}
+		forgetNamed()
 		freeAllRoots()
 		return nil
 	})
@@ -112,6 +113,19 @@ func lwt_go_lookup(name *C.char, nameLen C.size_t, argSig *C.char, argLen C.size
 	}
 	*kindOut = C.int(g.kind)
 	return C.int(id)
+}
+
+//export lwt_go_register
+func lwt_go_register(name *C.char, nameLen C.size_t, argSig *C.char, argLen C.size_t,
+	retSig *C.char, retLen C.size_t, fn C.lwt_value, sync C.int, errOut **C.char) C.int {
+	ok := entered(errOut, func(*loop) error {
+		return registerNamed(C.GoStringN(name, C.int(nameLen)), C.GoStringN(argSig, C.int(argLen)),
+			C.GoStringN(retSig, C.int(retLen)), fn, sync != 0)
+	})
+	if !ok {
+		return -1
+	}
+	return 0
 }
 
 //export lwt_go_call

@@ -59,6 +59,8 @@ extern int lwt_go_shutdown(char **err);
 extern void lwt_go_run_pending(void);
 extern int lwt_go_lookup(char *name, size_t name_len, char *arg_sig, size_t arg_len,
                          char *ret_sig, size_t ret_len, int *kind, char **err);
+extern int lwt_go_register(char *name, size_t name_len, char *arg_sig, size_t arg_len,
+                           char *ret_sig, size_t ret_len, lwt_value fn, int sync, char **err);
 extern int64_t lwt_go_call(int fn, lwt_value arg, lwt_value resolver, char **err);
 extern int lwt_go_call_sync(int fn, lwt_value arg, lwt_value *result, char **err);
 extern void lwt_go_cancel(int64_t call);

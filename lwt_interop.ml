@@ -69,9 +69,17 @@ external c_run_pending : unit -> unit = "lwt_interop_run_pending"
 (* The fd watch of the running bridge. *)
 let watch : (Lwt_engine.event * Unix.file_descr) option ref = ref None
 
+external c_register : string -> string -> string -> ('a -> 'b Lwt.t) -> bool -> unit
+  = "lwt_interop_register"
+
+(* The OCaml functions registered for Go, each as the call that hands it to
+   Go: made again at every init. *)
+let registered : (string, unit -> unit) Hashtbl.t = Hashtbl.create 16
+
 let init () =
   let fd = c_init () in
-  watch := Some (Lwt_engine.on_readable fd (fun _ -> c_run_pending ()), fd)
+  watch := Some (Lwt_engine.on_readable fd (fun _ -> c_run_pending ()), fd);
+  Hashtbl.iter (fun _ hand_over -> hand_over ()) registered
 
 let shutdown () =
   match !watch with
@@ -130,6 +138,17 @@ let bind_sync name (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b =
           with lwt.RegisterSync, or use bind)"
          name);
   fun x -> c_call_sync fn x
+
+let register_as fn name (a : 'a Ty.t) (b : 'b Ty.t) (f : 'a -> 'b Lwt.t) sync =
+  if Hashtbl.mem registered name then
+    invalid_arg (Printf.sprintf "Lwt_interop.%s: %S is already registered" fn name);
+  let hand_over () = c_register name a b f sync in
+  Hashtbl.replace registered name hand_over;
+  match !watch with Some _ -> hand_over () | None -> ()
+
+let register name a b f = register_as "register" name a b f false
+
+let register_sync name a b f = register_as "register_sync" name a b (fun x -> Lwt.return (f x)) true
 
 type stats = { roots : int; jobs : int; tasks : int; calls : int }
 

@@ -90,6 +90,18 @@ val bind_sync : string -> 'a Ty.t -> 'b Ty.t -> 'a -> 'b
     not a sync function.
     The bound function raises [Go_error] if the Go function fails. *)
 
+val register : string -> 'a Ty.t -> 'b Ty.t -> ('a -> 'b Lwt.t) -> unit
+(** [register name a b f] lets Go call [f] as [lwt.Lookup[A, R](name)],
+    where Go's [A -> R] must be [a -> b]. Registrations outlive
+    {!shutdown}: each {!init} hands them to Go again. May be called before
+    {!init}.
+    @raise Invalid_argument if [name] is already registered. *)
+
+val register_sync : string -> 'a Ty.t -> 'b Ty.t -> ('a -> 'b) -> unit
+(** [register_sync name a b f] is {!register} for a plain function: Go's
+    [Func.Call] of it returns at once, and works anywhere on the Lwt thread
+    (in a Go sync function too), not only in loop tasks and goroutines. *)
+
 type stats = {
   roots : int;  (** OCaml values held by Go *)
   jobs : int;  (** Go jobs queued for the Lwt thread *)

@@ -1,35 +1,24 @@
 package lwt
 
 /*
-#include <stdlib.h>
-#include "lwt_interop.h"
+#include "ocaml_api.h"
 
-// The function table stubs.c registered at init; set and read on the Lwt
-// thread only (values.go uses it too).
+// The function table stubs.c registered at init, and the out-parameters of
+// ocaml_api.h. Lwt thread only.
 struct lwt_ocaml *lwt_api;
-
-static void lwt_set_api(struct lwt_ocaml *a) { lwt_api = a; }
-static lwt_root lwt_root_new(lwt_value v) { return lwt_api->root_new(v); }
-static void lwt_root_free(lwt_root r) { lwt_api->root_free(r); }
-// Where lwt_call leaves an OCaml promise's outcome when it is already
-// settled: globals (which Go reads directly, with no pointer to escape), on
-// the Lwt thread only.
 lwt_value lwt_call_result;
 char *lwt_call_error;
-static int lwt_call(lwt_root fn, lwt_value arg, intptr_t id, int cancellable) {
-	return lwt_api->call(fn, arg, id, cancellable, &lwt_call_result, &lwt_call_error);
-}
-static void lwt_cancel(intptr_t id) { lwt_api->cancel(id); }
-static void lwt_wakeup(lwt_root u, lwt_value v) { lwt_api->wakeup(u, v); }
-static void lwt_wakeup_exn(lwt_root u, _GoString_ msg) {
-	lwt_api->wakeup_exn(u, _GoStringPtr(msg), _GoStringLen(msg));
-}
+size_t lwt_out_len;
+
+static void lwt_set_api(struct lwt_ocaml *a) { lwt_api = a; }
 */
 import "C"
 
 import (
 	"context"
+	"fmt"
 	"runtime"
+	"sync"
 	"unsafe"
 )
 
@@ -40,6 +29,7 @@ type Func[A, R any] struct {
 	root  *rootHandle
 	enc   *codec[A]
 	dec   *codec[R]
+	sync  bool           // registered with Lwt_interop.register_sync: settles at once
 	spare []*taskCall[R] // call records for Call to reuse; Lwt thread only
 }
 
@@ -65,8 +55,9 @@ func (*Func[A, R]) closureCodec() (string, func(v value) any, error) {
 // In a loop task it suspends the task until OCaml settles the call, and
 // allocates nothing once warm; in a goroutine it blocks. Anywhere else on
 // the Lwt thread (a sync function, a job, a Then callback) waiting would
-// stall the event loop: Call returns ErrWouldBlock there without calling
-// (use Go). An OCaml exception, raised or carried by the Lwt promise, is
+// stall the event loop: there Call returns ErrWouldBlock without calling
+// (use Go), unless OCaml registered the function with register_sync. An
+// OCaml exception, raised or carried by the Lwt promise, is
 // returned as an *OCamlError. When ctx ends first, Call returns ctx's error
 // and the Lwt promise is cancelled (Lwt.cancel: its on_cancel handlers run).
 func (f *Func[A, R]) Call(ctx context.Context, arg A) (R, error) {
@@ -80,6 +71,10 @@ func (f *Func[A, R]) Call(ctx context.Context, arg A) (R, error) {
 	l := f.root.l
 	t := l.running
 	if t == nil || l.depth != 1 {
+		if f.sync {
+			v, err, _ := f.Go(ctx, arg).Result()
+			return v, err
+		}
 		return zero, ErrWouldBlock
 	}
 	if t.stopped {
@@ -366,8 +361,9 @@ var roots = map[*rootCell]struct{}{}
 // Lwt thread by release, by a cleanup once Go drops the handle, or by
 // shutdown, whichever comes first.
 type rootHandle struct {
-	cell *rootCell
-	l    *loop
+	cell   *rootCell
+	l      *loop
+	pinned bool // owned by the registry of named OCaml functions: freed at shutdown only
 }
 
 // newRootHandle takes ownership of r. Lwt thread only.
@@ -393,6 +389,9 @@ func (h *rootHandle) usable() error {
 }
 
 func (h *rootHandle) release() {
+	if h.pinned {
+		return
+	}
 	if onLoopThread() {
 		h.cell.free()
 	} else {
@@ -417,81 +416,70 @@ func freeAllRoots() {
 	}
 }
 
-// inCall is an OCaml→Go call in flight: OCaml waits on the Lwt promise whose
-// resolver is rooted in u. Lwt thread only, but for ctx.
-type inCall struct {
-	id     int64
-	l      *loop
-	ctx    context.Context
-	cancel context.CancelFunc
-	u      C.lwt_root
-}
-
-// inCalls are the OCaml→Go calls in flight, by the id OCaml cancels them
-// with; Lwt thread only.
-var (
-	inCalls    = map[int64]*inCall{}
-	nextInCall int64
-)
-
-// newInCall roots the resolver u and numbers the call. Lwt thread only.
-func newInCall(l *loop, u value) (int64, *inCall) {
-	ctx, cancel := context.WithCancel(context.Background())
-	nextInCall++
-	c := &inCall{id: nextInCall, l: l, ctx: ctx, cancel: cancel, u: C.lwt_root_new(u)}
-	rootsLive.Add(1)
-	callsLive.Add(1)
-	inCalls[c.id] = c
-	return c.id, c
-}
-
-// end forgets the call; it reports false if the call had ended already.
-func (c *inCall) end() bool {
-	if c.u == nil {
-		return false
+// Lookup returns the OCaml function registered as name with
+// Lwt_interop.register (an 'a -> 'b Lwt.t) or Lwt_interop.register_sync (an
+// 'a -> 'b), where A and R are the Go types of 'a and 'b. Safe from any
+// goroutine. The Func is valid until the bridge shuts down; its Release
+// does nothing.
+func Lookup[A, R any](name string) (*Func[A, R], error) {
+	enc, err := codecOf[A]()
+	if err != nil {
+		return nil, err
 	}
-	delete(inCalls, c.id)
-	c.cancel()
-	callsLive.Add(-1)
-	return true
-}
-
-func (c *inCall) resolve(v value) {
-	if c.end() {
-		u := c.u
-		c.u = nil
-		C.lwt_wakeup(u, v)
-		freeCallRoot(u)
+	dec, err := codecOf[R]()
+	if err != nil {
+		return nil, err
 	}
-}
-
-func (c *inCall) reject(err error) {
-	if c.end() {
-		u := c.u
-		c.u = nil
-		C.lwt_wakeup_exn(u, err.Error())
-		freeCallRoot(u)
+	if _, err := activeLoop(); err != nil {
+		return nil, err
 	}
-}
-
-func freeCallRoot(u C.lwt_root) {
-	C.lwt_root_free(u)
-	rootsLive.Add(-1)
-}
-
-// cancelInCall cancels the context of call id, if it is still in flight.
-func cancelInCall(id int64) {
-	if c, ok := inCalls[id]; ok {
-		c.cancel()
+	named.mu.Lock()
+	r, ok := named.funcs[name]
+	named.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("lwt: no OCaml function registered as %q", name)
 	}
+	if r.argSig != enc.sig || r.retSig != dec.sig {
+		return nil, fmt.Errorf("lwt: %q is %s -> %s in OCaml, but Go looks it up as %s -> %s",
+			name, r.argSig, r.retSig, enc.sig, dec.sig)
+	}
+	return &Func[A, R]{root: r.root, enc: enc, dec: dec, sync: r.sync}, nil
 }
 
-// rejectAllInCalls cancels every OCaml→Go call in flight and rejects its
-// promise with err, at shutdown.
-func rejectAllInCalls(err error) {
-	for _, c := range inCalls {
-		c.reject(err)
+// named holds the OCaml functions registered by name. OCaml hands them over
+// at each init (and at register after it); shutdown forgets them.
+var named struct {
+	mu    sync.Mutex
+	funcs map[string]namedFunc
+}
+
+type namedFunc struct {
+	argSig, retSig string
+	sync           bool
+	root           *rootHandle
+}
+
+// registerNamed holds fn for Lookup. Lwt thread only.
+func registerNamed(name, argSig, retSig string, fn value, sync bool) error {
+	named.mu.Lock()
+	defer named.mu.Unlock()
+	if _, dup := named.funcs[name]; dup {
+		return fmt.Errorf("lwt: an OCaml function is already registered as %q", name)
 	}
+	if named.funcs == nil {
+		named.funcs = make(map[string]namedFunc)
+	}
+	root := newRootHandle(C.lwt_root_new(fn))
+	root.pinned = true
+	named.funcs[name] = namedFunc{argSig: argSig, retSig: retSig, sync: sync, root: root}
+	return nil
+}
+
+// forgetNamed drops the registry, at shutdown (which frees its roots).
+func forgetNamed() {
+	named.mu.Lock()
+	named.funcs = nil
+	named.mu.Unlock()
 }
 
 func setAPI(api *C.struct_lwt_ocaml) { C.lwt_set_api(api) }

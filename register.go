@@ -1,5 +1,10 @@
 package lwt
 
+/*
+#include "ocaml_api.h"
+*/
+import "C"
+
 import (
 	"context"
 	"fmt"
@@ -150,4 +155,81 @@ func funcByID(id int) (*goFunc, error) {
 		return (*funcs)[id], nil
 	}
 	return nil, fmt.Errorf("lwt: no Go function #%d", id)
+}
+
+// inCall is an OCaml→Go call in flight: OCaml waits on the Lwt promise whose
+// resolver is rooted in u. Lwt thread only, but for ctx.
+type inCall struct {
+	id     int64
+	l      *loop
+	ctx    context.Context
+	cancel context.CancelFunc
+	u      C.lwt_root
+}
+
+// inCalls are the OCaml→Go calls in flight, by the id OCaml cancels them
+// with; Lwt thread only.
+var (
+	inCalls    = map[int64]*inCall{}
+	nextInCall int64
+)
+
+// newInCall roots the resolver u and numbers the call. Lwt thread only.
+func newInCall(l *loop, u value) (int64, *inCall) {
+	ctx, cancel := context.WithCancel(context.Background())
+	nextInCall++
+	c := &inCall{id: nextInCall, l: l, ctx: ctx, cancel: cancel, u: C.lwt_root_new(u)}
+	rootsLive.Add(1)
+	callsLive.Add(1)
+	inCalls[c.id] = c
+	return c.id, c
+}
+
+// end forgets the call; it reports false if the call had ended already.
+func (c *inCall) end() bool {
+	if c.u == nil {
+		return false
+	}
+	delete(inCalls, c.id)
+	c.cancel()
+	callsLive.Add(-1)
+	return true
+}
+
+func (c *inCall) resolve(v value) {
+	if c.end() {
+		u := c.u
+		c.u = nil
+		C.lwt_wakeup(u, v)
+		freeCallRoot(u)
+	}
+}
+
+func (c *inCall) reject(err error) {
+	if c.end() {
+		u := c.u
+		c.u = nil
+		C.lwt_wakeup_exn(u, err.Error())
+		freeCallRoot(u)
+	}
+}
+
+func freeCallRoot(u C.lwt_root) {
+	C.lwt_root_free(u)
+	rootsLive.Add(-1)
+}
+
+// cancelInCall cancels the context of call id, if it is still in flight.
+func cancelInCall(id int64) {
+	if c, ok := inCalls[id]; ok {
+		c.cancel()
+	}
+}
+
+// rejectAllInCalls cancels every OCaml→Go call in flight and rejects its
+// promise with err, at shutdown.
+func rejectAllInCalls(err error) {
+	for _, c := range inCalls {
+		c.reject(err)
+	}
 }

@@ -407,6 +407,18 @@ value lwt_interop_lookup(value name, value arg_sig, value ret_sig)
   CAMLreturn(pair);
 }
 
+value lwt_interop_register(value name, value arg_sig, value ret_sig, value fn, value sync)
+{
+  char *err = NULL;
+  check_thread("register");
+  if (lwt_go_register((char *)String_val(name), caml_string_length(name),
+                      (char *)String_val(arg_sig), caml_string_length(arg_sig),
+                      (char *)String_val(ret_sig), caml_string_length(ret_sig), (lwt_value)fn,
+                      Bool_val(sync), &err) != 0)
+    raise_go_error(err);
+  return Val_unit;
+}
+
 value lwt_interop_call(value fn, value arg, value resolver)
 {
   char *err = NULL;

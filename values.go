@@ -1,28 +1,7 @@
 package lwt
 
 /*
-#include <stdlib.h>
-#include "lwt_interop.h"
-
-extern struct lwt_ocaml *lwt_api; // ocaml.go
-
-// The length out-parameter of the calls below: a global that Go reads
-// directly, so that no Go pointer escapes. Lwt thread only.
-size_t lwt_out_len;
-
-static lwt_value lwt_copy_string(_GoString_ s) {
-	return lwt_api->copy_string(_GoStringPtr(s), _GoStringLen(s));
-}
-static lwt_value lwt_copy_bytes(const void *p, size_t n) { return lwt_api->copy_string(p, n); }
-static const char *lwt_string_data(lwt_value v) { return lwt_api->string_data(v, &lwt_out_len); }
-static lwt_value lwt_copy_double(double d) { return lwt_api->copy_double(d); }
-static double lwt_double_val(lwt_value v) { return lwt_api->double_val(v); }
-static lwt_value lwt_build(_GoString_ code, const void *buf) {
-	return lwt_api->build(_GoStringPtr(code), buf);
-}
-static unsigned char *lwt_flatten(lwt_value v, _GoString_ code) {
-	return lwt_api->flatten(v, _GoStringPtr(code), &lwt_out_len);
-}
+#include "ocaml_api.h"
 */
 import "C"
 

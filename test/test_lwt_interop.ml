@@ -103,6 +103,31 @@ let test_outcomes () =
       run (outcomes f >|= Alcotest.(check string) name want))
     [ "test.outcomes_task"; "test.outcomes_goroutine" ]
 
+(* Go holds a root for each of them while the bridge runs. *)
+let named_roots = 2
+
+let () =
+  I.register "ocaml.tenfold" I.Ty.int I.Ty.int (fun x -> Lwt.pause () >|= fun () -> 10 * x);
+  I.register_sync "ocaml.upper" I.Ty.string I.Ty.string (function
+    | "" -> invalid_arg "empty"
+    | s -> String.uppercase_ascii s)
+
+let test_named () =
+  let want =
+    "40 <nil> ABC <nil> ocaml: Invalid_argument(\"empty\") | lwt: no OCaml function registered \
+     as \"ocaml.nope\" | lwt: \"ocaml.tenfold\" is int -> int in OCaml, but Go looks it up as \
+     string -> int"
+  in
+  List.iter
+    (fun name -> run (I.bind name I.Ty.unit I.Ty.string () >|= Alcotest.(check string) name want))
+    [ "test.named_task"; "test.named_goroutine" ];
+  Alcotest.(check string) "from a Go sync function"
+    ("SYNC <nil> | " ^ "lwt: Await on the Lwt thread outside a loop task would block the event loop \
+      (use a task, Then, or a goroutine)")
+    (I.bind_sync "test.named_sync" I.Ty.unit I.Ty.string ());
+  check_raises_matching "registered twice" (function Invalid_argument _ -> true | _ -> false)
+    (fun () -> I.register "ocaml.tenfold" I.Ty.int I.Ty.int Lwt.return)
+
 let test_cancel () =
   let wait = I.bind "test.wait_cancel" I.Ty.unit I.Ty.unit in
   let cancelled = I.bind_sync "test.cancelled" I.Ty.unit I.Ty.int in
@@ -219,7 +244,7 @@ let test_sigchld_storm () =
 let test_released () =
   let rec wait n =
     let s = I.stats () in
-    if s.roots = 0 && s.tasks = 0 && s.calls = 0 && s.jobs = 0 then Lwt.return_unit
+    if s.roots = named_roots && s.tasks = 0 && s.calls = 0 && s.jobs = 0 then Lwt.return_unit
     else if n = 0 then
       Alcotest.failf "still held: roots=%d tasks=%d calls=%d jobs=%d" s.roots s.tasks s.calls s.jobs
     else Lwt_unix.sleep 0.01 >>= fun () -> wait (n - 1)
@@ -232,7 +257,10 @@ let test_shutdown_and_restart () =
   check_raises_matching "call after shutdown" (go_error_with "shut down") (fun () ->
       Lazy.force add1 1);
   I.init ();
-  Alcotest.(check int) "after restart" 2 (Lazy.force add1 1)
+  Alcotest.(check int) "after restart" 2 (Lazy.force add1 1);
+  let upper = I.bind_sync "test.named_sync" I.Ty.unit I.Ty.string in
+  Alcotest.(check bool) "OCaml's registrations handed over again" true
+    (contains (upper ()) "SYNC <nil>")
 
 let () =
   I.init ();
@@ -249,6 +277,7 @@ let () =
           tc "Go error" test_go_error;
           tc "Go task awaits OCaml" test_go_awaits_ocaml;
           tc "every outcome of an OCaml call" test_outcomes;
+          tc "OCaml functions registered by name" test_named;
           tc "cancel reaches Go's context" test_cancel;
           tc "Go's context cancels OCaml's promise" test_go_cancels_ocaml;
         ] );

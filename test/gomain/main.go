@@ -116,6 +116,40 @@ func init() {
 		}
 		return "ok", nil
 	}))
+	// OCaml functions registered by name: test_lwt_interop.ml registers
+	// ocaml.tenfold (int -> int Lwt.t, settles later) and ocaml.upper
+	// (string -> string, sync; raises on "").
+	named := func(ctx context.Context, _ unit) (string, error) {
+		tenfold, err := lwt.Lookup[int64, int64]("ocaml.tenfold")
+		if err != nil {
+			return "", err
+		}
+		upper, err := lwt.Lookup[string, string]("ocaml.upper")
+		if err != nil {
+			return "", err
+		}
+		n, err1 := tenfold.Call(ctx, 4)
+		s, err2 := upper.Call(ctx, "abc")
+		_, err3 := upper.Call(ctx, "")
+		_, err4 := lwt.Lookup[int64, int64]("ocaml.nope")
+		_, err5 := lwt.Lookup[string, int64]("ocaml.tenfold")
+		return fmt.Sprintf("%v %v %v %v %v | %v | %v", n, err1, s, err2, err3, err4, err5), nil
+	}
+	must(lwt.RegisterTask("test.named_task", named))
+	must(lwt.Register("test.named_goroutine", named))
+	must(lwt.RegisterSync("test.named_sync", func(unit) (string, error) {
+		tenfold, err := lwt.Lookup[int64, int64]("ocaml.tenfold")
+		if err != nil {
+			return "", err
+		}
+		upper, err := lwt.Lookup[string, string]("ocaml.upper")
+		if err != nil {
+			return "", err
+		}
+		s, err1 := upper.Call(context.Background(), "sync")
+		_, err2 := tenfold.Call(context.Background(), 1)
+		return fmt.Sprintf("%v %v | %v", s, err1, err2), nil
+	}))
 	must(lwt.Register("test.fail", func(_ context.Context, msg string) (unit, error) {
 		return unit{}, errors.New(msg)
 	}))

@@ -1,0 +1,50 @@
+/* How the Go package calls OCaml, for the cgo preambles of its files: one
+ * wrapper per entry of the function table that stubs.c hands to
+ * lwt_go_init (lwt_interop.h). Lwt thread only.
+ *
+ * What C returns through a pointer lands in a global that Go reads
+ * directly, so that no Go pointer escapes to the heap. ocaml.go defines the
+ * globals. */
+#ifndef LWT_OCAML_API_H
+#define LWT_OCAML_API_H
+
+#include <stdlib.h>
+#include "lwt_interop.h"
+
+extern struct lwt_ocaml *lwt_api;
+extern lwt_value lwt_call_result; /* an already settled promise's value */
+extern char *lwt_call_error;      /* or its exception, malloc'd */
+extern size_t lwt_out_len;
+
+static inline lwt_root lwt_root_new(lwt_value v) { return lwt_api->root_new(v); }
+static inline void lwt_root_free(lwt_root r) { lwt_api->root_free(r); }
+
+static inline int lwt_call(lwt_root fn, lwt_value arg, intptr_t id, int cancellable)
+{
+  return lwt_api->call(fn, arg, id, cancellable, &lwt_call_result, &lwt_call_error);
+}
+static inline void lwt_cancel(intptr_t id) { lwt_api->cancel(id); }
+static inline void lwt_wakeup(lwt_root u, lwt_value v) { lwt_api->wakeup(u, v); }
+static inline void lwt_wakeup_exn(lwt_root u, _GoString_ msg)
+{
+  lwt_api->wakeup_exn(u, _GoStringPtr(msg), _GoStringLen(msg));
+}
+
+static inline lwt_value lwt_copy_string(_GoString_ s)
+{
+  return lwt_api->copy_string(_GoStringPtr(s), _GoStringLen(s));
+}
+static inline lwt_value lwt_copy_bytes(const void *p, size_t n) { return lwt_api->copy_string(p, n); }
+static inline const char *lwt_string_data(lwt_value v) { return lwt_api->string_data(v, &lwt_out_len); }
+static inline lwt_value lwt_copy_double(double d) { return lwt_api->copy_double(d); }
+static inline double lwt_double_val(lwt_value v) { return lwt_api->double_val(v); }
+static inline lwt_value lwt_build(_GoString_ code, const void *buf)
+{
+  return lwt_api->build(_GoStringPtr(code), buf);
+}
+static inline unsigned char *lwt_flatten(lwt_value v, _GoString_ code)
+{
+  return lwt_api->flatten(v, _GoStringPtr(code), &lwt_out_len);
+}
+
+#endif
