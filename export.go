@@ -208,7 +208,7 @@ func lwt_go_reject(id C.intptr_t, msg *C.char, n C.size_t) {
 	defer l.leave()
 	defer guard(nil)
 	if s := outCalls.take(int(id)); s != nil {
-		s.reject(C.GoStringN(msg, C.int(n)))
+		s.reject(&OCamlError{Exn: C.GoStringN(msg, C.int(n))})
 	}
 }
 

@@ -63,6 +63,10 @@ func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v\n\n%s", e.Va
 // promise, seen from Go.
 type OCamlError struct {
 	Exn string // Printexc.to_string of the exception
+	// Backtrace is Printexc.get_backtrace when the function Go called raised
+	// the exception itself and OCaml records backtraces
+	// (Printexc.record_backtrace true); "" otherwise.
+	Backtrace string
 }
 
 func (e *OCamlError) Error() string { return "ocaml: " + e.Exn }

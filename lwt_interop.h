@@ -27,12 +27,13 @@ struct lwt_ocaml {
 
   /* Calls the closure in fn with arg. When the 'b Lwt.t it returns is
    * already settled, call returns LWT_RESOLVED with the value in *result, or
-   * LWT_REJECTED with the exception's text in *error (malloc'd; the caller
-   * frees it). Otherwise it returns LWT_PENDING, and the promise settles Go's
-   * call id later through lwt_go_resolve / lwt_go_reject; with cancellable
-   * set, cancel(id) may Lwt.cancel it meanwhile. */
+   * LWT_REJECTED with the exception's text in *error and its backtrace, if
+   * recorded, in *backtrace (both malloc'd or NULL; the caller frees them).
+   * Otherwise it returns LWT_PENDING, and the promise settles Go's call id
+   * later through lwt_go_resolve / lwt_go_reject; with cancellable set,
+   * cancel(id) may Lwt.cancel it meanwhile. */
   int (*call)(lwt_root fn, lwt_value arg, intptr_t id, int cancellable, lwt_value *result,
-              char **error);
+              char **error, char **backtrace);
   void (*cancel)(intptr_t id);
 
   /* Settle the OCaml promise whose resolver is u, for an OCaml→Go call. */

@@ -26,14 +26,24 @@ let set_canceller id f =
 let clear_canceller id =
   if id < Array.length !cancellers then !cancellers.(id) <- no_canceller
 
+(* The exception of a function Go called, as text, with its backtrace if
+   OCaml records them (Printexc.record_backtrace): stubs.c reads it. *)
+exception Raised of string * string
+
+let () = Callback.register_exception "lwt_interop.Raised" (Raised ("", ""))
+
 (* Go calls an OCaml closure: Some v if its promise is already resolved;
    None if it is pending, and then it settles Go's call [id] later. An
-   exception, raised or carried by a rejected promise, goes back raised. *)
+   exception, raised or carried by a rejected promise, goes back as Raised. *)
 let call (f : 'a -> 'b Lwt.t) (arg : 'a) (id : int) (cancellable : bool) =
-  let p = f arg in
+  match f arg with
+  | exception e ->
+      let bt = if Printexc.backtrace_status () then Printexc.get_backtrace () else "" in
+      raise (Raised (Printexc.to_string e, bt))
+  | p -> (
   match Lwt.state p with
   | Lwt.Return v -> Some v
-  | Lwt.Fail e -> raise e
+  | Lwt.Fail e -> raise (Raised (Printexc.to_string e, ""))
   | Lwt.Sleep ->
       let gen = !generation in
       if cancellable then set_canceller id (fun () -> Lwt.cancel p);
@@ -46,7 +56,7 @@ let call (f : 'a -> 'b Lwt.t) (arg : 'a) (id : int) (cancellable : bool) =
           if !generation = gen then (
             if cancellable then clear_canceller id;
             go_reject id (Printexc.to_string e)));
-      None
+      None)
 
 (* Go cancels call [id]: Lwt.cancel its promise. *)
 let cancel id =

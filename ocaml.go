@@ -8,6 +8,7 @@ package lwt
 struct lwt_ocaml *lwt_api;
 lwt_value lwt_call_result;
 char *lwt_call_error;
+char *lwt_call_backtrace;
 size_t lwt_out_len;
 
 static void lwt_set_api(struct lwt_ocaml *a) { lwt_api = a; }
@@ -149,11 +150,19 @@ func (f *Func[A, R]) send(ctx context.Context, s settler, arg A) error {
 		s.resolve(C.lwt_call_result)
 	default:
 		outCalls.take(id)
-		msg := C.GoString(C.lwt_call_error)
-		C.free(unsafe.Pointer(C.lwt_call_error))
-		s.reject(msg)
+		e := &OCamlError{Exn: takeCString(C.lwt_call_error), Backtrace: takeCString(C.lwt_call_backtrace)}
+		s.reject(e)
 	}
 	return nil
+}
+
+// takeCString returns the C string p as Go's, "" for NULL, and frees it.
+func takeCString(p *C.char) string {
+	if p == nil {
+		return ""
+	}
+	defer C.free(unsafe.Pointer(p))
+	return C.GoString(p)
 }
 
 func boolInt(b bool) C.int {
@@ -185,7 +194,7 @@ func (f *Func[A, R]) Release() { f.root.release() }
 // settler is a Go→OCaml call in flight, settled on the Lwt thread.
 type settler interface {
 	resolve(v value)
-	reject(msg string)
+	reject(e *OCamlError)
 	abandon(err error) // settle with err, without OCaml's answer
 	state() *callState
 }
@@ -232,9 +241,9 @@ type outCall[R any] struct {
 
 func (c *outCall[R]) resolve(v value) { c.finish(c.dec.decode(v), nil) }
 
-func (c *outCall[R]) reject(msg string) {
+func (c *outCall[R]) reject(e *OCamlError) {
 	var zero R
-	c.finish(zero, &OCamlError{Exn: msg})
+	c.finish(zero, e)
 }
 
 func (c *outCall[R]) abandon(err error) {
@@ -270,9 +279,9 @@ func (c *taskCall[R]) resolve(v value) {
 	}
 }
 
-func (c *taskCall[R]) reject(msg string) {
+func (c *taskCall[R]) reject(e *OCamlError) {
 	var zero R
-	c.finish(zero, &OCamlError{Exn: msg})
+	c.finish(zero, e)
 }
 
 func (c *taskCall[R]) abandon(err error) {

@@ -14,6 +14,7 @@
 extern struct lwt_ocaml *lwt_api;
 extern lwt_value lwt_call_result; /* an already settled promise's value */
 extern char *lwt_call_error;      /* or its exception, malloc'd */
+extern char *lwt_call_backtrace;  /* and the backtrace, malloc'd or NULL */
 extern size_t lwt_out_len;
 
 static inline lwt_root lwt_root_new(lwt_value v) { return lwt_api->root_new(v); }
@@ -21,7 +22,8 @@ static inline void lwt_root_free(lwt_root r) { lwt_api->root_free(r); }
 
 static inline int lwt_call(lwt_root fn, lwt_value arg, intptr_t id, int cancellable)
 {
-  return lwt_api->call(fn, arg, id, cancellable, &lwt_call_result, &lwt_call_error);
+  return lwt_api->call(fn, arg, id, cancellable, &lwt_call_result, &lwt_call_error,
+                       &lwt_call_backtrace);
 }
 static inline void lwt_cancel(intptr_t id) { lwt_api->cancel(id); }
 static inline void lwt_wakeup(lwt_root u, lwt_value v) { lwt_api->wakeup(u, v); }

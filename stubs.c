@@ -35,7 +35,7 @@ static int started;
 
 /* OCaml functions registered by lwt_interop.ml (Callback.register). */
 static const value *call_closure, *cancel_closure, *wakeup_closure, *wakeup_exn_closure,
-    *go_error_exn;
+    *go_error_exn, *raised_exn;
 
 static const value *named(const char *name)
 {
@@ -95,14 +95,22 @@ static void report_exn(const char *where, value res)
 }
 
 static int api_call(lwt_root fn, lwt_value arg, intptr_t id, int cancellable,
-                    lwt_value *result, char **error)
+                    lwt_value *result, char **error, char **backtrace)
 {
   value args[4] = {*(value *)fn, (value)arg, Val_long(id), Val_bool(cancellable)};
   value res = caml_callbackN_exn(*call_closure, 4, args);
   if (Is_exception_result(res)) {
-    char *msg = caml_format_exception(Extract_exception(res));
-    *error = strdup(msg);
-    caml_stat_free(msg);
+    value exn = Extract_exception(res);
+    *backtrace = NULL;
+    if (Tag_val(exn) == 0 && Field(exn, 0) == *raised_exn) {
+      *error = strdup(String_val(Field(exn, 1)));
+      if (caml_string_length(Field(exn, 2)) > 0)
+        *backtrace = strdup(String_val(Field(exn, 2)));
+    } else { /* raised by lwt_interop.ml itself: Out_of_memory, Stack_overflow */
+      char *msg = caml_format_exception(exn);
+      *error = strdup(msg);
+      caml_stat_free(msg);
+    }
     return LWT_REJECTED;
   }
   if (Is_long(res)) /* None */
@@ -361,6 +369,7 @@ value lwt_interop_init(value unit)
   wakeup_closure = named("lwt_interop.wakeup");
   wakeup_exn_closure = named("lwt_interop.wakeup_exn");
   go_error_exn = named("lwt_interop.Go_error");
+  raised_exn = named("lwt_interop.Raised");
   int fd = lwt_go_init(&api, &err);
   if (fd < 0)
     raise_go_error(err);

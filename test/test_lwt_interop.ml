@@ -94,7 +94,7 @@ let test_outcomes () =
   let want =
     String.concat "|"
       [ "10 <nil>"; "10 <nil>"; "20 <nil>"; "20 <nil>";
-        "0 ocaml: Failure(\"at once\")"; "0 ocaml: Failure(\"at once\")";
+        "0 ocaml: Failure(\"at once\") (backtrace)"; "0 ocaml: Failure(\"at once\") (backtrace)";
         "0 ocaml: Failure(\"later\")"; "0 ocaml: Failure(\"later\")" ]
   in
   List.iter
@@ -263,6 +263,7 @@ let test_shutdown_and_restart () =
     (contains (upper ()) "SYNC <nil>")
 
 let () =
+  Printexc.record_backtrace true;
   I.init ();
   let tc name f = Alcotest.test_case name `Quick f in
   Alcotest.run "lwt_interop"

@@ -73,11 +73,17 @@ func init() {
 	outcomes := func(ctx context.Context, f *lwt.Func[int64, int64]) (string, error) {
 		defer f.Release()
 		var out []string
+		// An exception raised by f itself keeps its backtrace.
+		show := func(v int64, err error) string {
+			var e *lwt.OCamlError
+			if errors.As(err, &e) && strings.HasPrefix(e.Backtrace, "Raised at") {
+				return fmt.Sprint(v, " ", err, " (backtrace)")
+			}
+			return fmt.Sprint(v, " ", err)
+		}
 		for x := int64(1); x <= 4; x++ {
-			v, err := f.Call(ctx, x)
-			out = append(out, fmt.Sprint(v, err))
-			v, err = f.Go(ctx, x).Await(ctx)
-			out = append(out, fmt.Sprint(v, err))
+			out = append(out, show(f.Call(ctx, x)))
+			out = append(out, show(f.Go(ctx, x).Await(ctx)))
 		}
 		return strings.Join(out, "|"), nil
 	}
