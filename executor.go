@@ -292,13 +292,10 @@ func (l *loop) isClosed() bool {
 	return l.closed
 }
 
-// shutdown closes the bridge: it stops every task, then calls failAll to
+// shutdown closes the executor: it stops every task, then calls failAll to
 // fail what is still in flight, runs the jobs already posted (they find the
 // bridge closed) and closes the notifier. Lwt thread, outermost entry only.
 func (l *loop) shutdown(failAll func()) error {
-	if l.depth > 1 {
-		return errors.New("lwt: shutdown from OCaml code called by Go; call it from the Lwt loop")
-	}
 	l.mu.Lock()
 	l.closed = true
 	jobs := l.jobs

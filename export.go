@@ -13,9 +13,11 @@ package lwt
 import "C"
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"runtime/debug"
+	"time"
 	"unsafe"
 )
 
@@ -68,20 +70,11 @@ func lwt_go_init(api *C.struct_lwt_ocaml, errOut **C.char) C.int {
 }
 
 //export lwt_go_shutdown
-func lwt_go_shutdown(errOut **C.char) C.int {
+func lwt_go_shutdown(graceNS C.int64_t, errOut **C.char) C.int {
 	ok := entered(errOut, func(l *loop) error {
-		if l.isClosed() {
-			return nil
-		}
-		if err := l.shutdown(func() {
-			rejectAllInCalls(ErrClosed)
-			outCalls.abandonAll(ErrClosed)
-		}); err != nil {
-			return err
-		}
-		forgetNamed()
-		freeAllRoots()
-		return nil
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(graceNS))
+		defer cancel()
+		return shutdownBridge(l, ctx)
 	})
 	if !ok {
 		return -1

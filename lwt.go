@@ -21,6 +21,9 @@ package lwt
 static __thread int lwt_loop_thread;
 static void lwt_set_loop_thread(int on) { lwt_loop_thread = on; }
 static int lwt_is_loop_thread(void) { return lwt_loop_thread; }
+
+#include "ocaml_api.h"
+static void lwt_closed(void) { lwt_api->closed(); }
 */
 import "C"
 
@@ -30,6 +33,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync/atomic"
+	"time"
 )
 
 var (
@@ -46,8 +50,9 @@ var (
 	// ErrReleased: an OCaml function used after its Release.
 	ErrReleased = errors.New("lwt: OCaml value used after Release")
 
-	errNilReject   = errors.New("lwt: promise rejected with a nil error")
-	errTaskStopped = errors.New("lwt: Await in a task stopped by shutdown")
+	errNilReject      = errors.New("lwt: promise rejected with a nil error")
+	errShutdownOnLoop = errors.New("lwt: Shutdown on the Lwt thread would wait for itself; call it from a goroutine, or Lwt_interop.shutdown from OCaml")
+	errTaskStopped    = errors.New("lwt: Await in a task stopped by shutdown")
 )
 
 // PanicError is a Go panic recovered at the boundary: in a task, a
@@ -169,6 +174,61 @@ func recovered[T any](fn func() (T, error)) (v T, err error) {
 		}
 	}()
 	return fn()
+}
+
+// Shutdown shuts the bridge down from Go, as Lwt_interop.shutdown does from
+// OCaml. The Go functions OCaml called and that still run see their context
+// cancelled, and their results still reach OCaml until ctx ends; then the
+// calls left are rejected with ErrClosed, loop tasks are stopped (a pending
+// Await returns ErrClosed), Go's calls into OCaml fail with ErrClosed, the
+// OCaml values Go held are released and the notifier is closed. Every use
+// of the bridge after it fails with ErrClosed, until OCaml calls
+// Lwt_interop.init again.
+//
+// Call it from a goroutine: it runs on the Lwt thread and waits for it.
+// It returns ErrClosed if the bridge was already shut down, and ctx's error
+// if ctx ends before the Lwt thread gets to it.
+func Shutdown(ctx context.Context) error {
+	l, err := activeLoop()
+	if err != nil {
+		return err
+	}
+	if onLoopThread() {
+		return errShutdownOnLoop
+	}
+	done := make(chan error, 1)
+	if err := l.post(func() { done <- shutdownBridge(l, ctx) }); err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// shutdownBridge is Shutdown on the Lwt thread, outermost entry.
+func shutdownBridge(l *loop, ctx context.Context) error {
+	if l.isClosed() {
+		return nil
+	}
+	if l.depth > 1 {
+		return errors.New("lwt: shutdown from OCaml code called by Go; call it from the Lwt loop")
+	}
+	cancelAllInCalls()
+	for len(inCalls) > 0 && ctx.Err() == nil {
+		l.runPending() // the calls' results, and what their tasks need to finish
+		time.Sleep(time.Millisecond)
+	}
+	C.lwt_closed() // OCaml stops watching the notifier before it closes
+	err := l.shutdown(func() {
+		rejectAllInCalls(ErrClosed)
+		outCalls.abandonAll(ErrClosed)
+	})
+	forgetNamed()
+	freeAllRoots()
+	return err
 }
 
 // Stats counts what the bridge holds now; after shutdown every count is 0.

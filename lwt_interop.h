@@ -36,6 +36,10 @@ struct lwt_ocaml {
               char **error, char **backtrace);
   void (*cancel)(intptr_t id);
 
+  /* The bridge was shut down (from OCaml or from Go): OCaml stops watching
+   * the fd and forgets the calls in flight. */
+  void (*closed)(void);
+
   /* Settle the OCaml promise whose resolver is u, for an OCaml→Go call. */
   void (*wakeup)(lwt_root u, lwt_value v);
   void (*wakeup_exn)(lwt_root u, const char *msg, size_t len);
@@ -56,7 +60,7 @@ struct lwt_ocaml {
 
 /* Exported by Go (export.go). *err, when set, is malloc'd; the caller frees it. */
 extern int lwt_go_init(struct lwt_ocaml *api, char **err);
-extern int lwt_go_shutdown(char **err);
+extern int lwt_go_shutdown(int64_t grace_ns, char **err);
 extern void lwt_go_run_pending(void);
 extern int lwt_go_lookup(char *name, size_t name_len, char *arg_sig, size_t arg_len,
                          char *ret_sig, size_t ret_len, int *kind, char **err);

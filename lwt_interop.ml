@@ -73,7 +73,7 @@ let () =
       Lwt.wakeup_later_exn u (Go_error msg))
 
 external c_init : unit -> Unix.file_descr = "lwt_interop_init"
-external c_shutdown : unit -> unit = "lwt_interop_shutdown"
+external c_shutdown : float -> unit = "lwt_interop_shutdown"
 external c_run_pending : unit -> unit = "lwt_interop_run_pending"
 
 (* The fd watch of the running bridge. *)
@@ -91,15 +91,16 @@ let init () =
   watch := Some (Lwt_engine.on_readable fd (fun _ -> c_run_pending ()), fd);
   Hashtbl.iter (fun _ hand_over -> hand_over ()) registered
 
-let shutdown () =
-  match !watch with
-  | None -> ()
-  | Some (ev, _) ->
-      c_shutdown ();
-      Lwt_engine.stop_event ev;
-      watch := None;
-      incr generation;
-      cancellers := [||]
+let shutdown ?(grace = 1.) () = match !watch with Some _ -> c_shutdown grace | None -> ()
+
+(* Go shut the bridge down (from either side). *)
+let closed () =
+  (match !watch with Some (ev, _) -> Lwt_engine.stop_event ev | None -> ());
+  watch := None;
+  incr generation;
+  cancellers := [||]
+
+let () = Callback.register "lwt_interop.closed" closed
 
 module Ty = struct
   type 'a t = string

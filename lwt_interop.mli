@@ -22,10 +22,14 @@ val init : unit -> unit
     it again after {!shutdown} starts a new bridge.
     @raise Go_error if the bridge is already running. *)
 
-val shutdown : unit -> unit
-(** Stops the bridge: loop tasks are stopped, pending Go calls reject their
-    promises with [Go_error], Go's calls into OCaml fail with [ErrClosed],
-    the roots Go held are released and the fd is closed. Idempotent.
+val shutdown : ?grace:float -> unit -> unit
+(** Stops the bridge. The Go functions still running for OCaml see their
+    [context.Context] cancelled, and for up to [grace] seconds (default 1)
+    their results still settle their promises, while this call waits; then
+    the promises left are rejected with [Go_error], loop tasks are stopped,
+    Go's calls into OCaml fail with Go's [ErrClosed], the roots Go held are
+    released and the fd is unregistered and closed. Idempotent. Go's
+    [lwt.Shutdown] does the same from a goroutine.
     @raise Go_error if called from OCaml code that Go itself called. *)
 
 (** OCaml types as Go sees them. Each value describes one OCaml type and

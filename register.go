@@ -226,6 +226,14 @@ func cancelInCall(id int64) {
 	}
 }
 
+// cancelAllInCalls cancels the context of every OCaml→Go call in flight,
+// at shutdown.
+func cancelAllInCalls() {
+	for _, c := range inCalls {
+		c.cancel()
+	}
+}
+
 // rejectAllInCalls cancels every OCaml→Go call in flight and rejects its
 // promise with err, at shutdown.
 func rejectAllInCalls(err error) {

@@ -34,8 +34,8 @@ static pthread_t lwt_thread;
 static int started;
 
 /* OCaml functions registered by lwt_interop.ml (Callback.register). */
-static const value *call_closure, *cancel_closure, *wakeup_closure, *wakeup_exn_closure,
-    *go_error_exn, *raised_exn;
+static const value *call_closure, *cancel_closure, *closed_closure, *wakeup_closure,
+    *wakeup_exn_closure, *go_error_exn, *raised_exn;
 
 static const value *named(const char *name)
 {
@@ -124,6 +124,13 @@ static void api_cancel(intptr_t id)
   value res = caml_callback_exn(*cancel_closure, Val_long(id));
   if (Is_exception_result(res))
     report_exn("Lwt.cancel", res);
+}
+
+static void api_closed(void)
+{
+  value res = caml_callback_exn(*closed_closure, Val_unit);
+  if (Is_exception_result(res))
+    report_exn("Lwt_interop.shutdown", res);
 }
 
 static void api_wakeup(lwt_root u, lwt_value v)
@@ -346,6 +353,7 @@ static struct lwt_ocaml api = {
   .root_free = api_root_free,
   .call = api_call,
   .cancel = api_cancel,
+  .closed = api_closed,
   .wakeup = api_wakeup,
   .wakeup_exn = api_wakeup_exn,
   .copy_string = api_copy_string,
@@ -366,6 +374,7 @@ value lwt_interop_init(value unit)
     caml_failwith("Lwt_interop.init: already initialised on another thread");
   call_closure = named("lwt_interop.call");
   cancel_closure = named("lwt_interop.cancel");
+  closed_closure = named("lwt_interop.closed");
   wakeup_closure = named("lwt_interop.wakeup");
   wakeup_exn_closure = named("lwt_interop.wakeup_exn");
   go_error_exn = named("lwt_interop.Go_error");
@@ -378,12 +387,11 @@ value lwt_interop_init(value unit)
   return Val_int(fd);
 }
 
-value lwt_interop_shutdown(value unit)
+value lwt_interop_shutdown(value grace)
 {
   char *err = NULL;
-  (void)unit;
   check_thread("shutdown");
-  if (lwt_go_shutdown(&err) != 0)
+  if (lwt_go_shutdown((int64_t)(Double_val(grace) * 1e9), &err) != 0)
     raise_go_error(err);
   return Val_unit;
 }

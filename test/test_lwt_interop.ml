@@ -262,6 +262,48 @@ let test_shutdown_and_restart () =
   Alcotest.(check bool) "OCaml's registrations handed over again" true
     (contains (upper ()) "SYNC <nil>")
 
+(* Go's calls in flight at shutdown: answered within the grace period, not
+   answered, and a goroutine awaiting an OCaml promise that never settles. *)
+let test_shutdown_grace () =
+  let slow = I.bind "test.slow_to_stop" I.Ty.unit I.Ty.string in
+  let never = I.bind "test.never_stops" I.Ty.unit I.Ty.string in
+  let forever = I.bind "test.await_forever" I.Ty.(func unit unit) I.Ty.unit in
+  let p1 = slow () and p2 = never () and p3 = forever (fun () -> fst (Lwt.task ())) in
+  run (Lwt_unix.sleep 0.05);
+  I.shutdown ~grace:0.2 ();
+  let shut_down = function
+    | Lwt.Fail e -> go_error_with "shut down" e
+    | _ -> false
+  in
+  (match Lwt.state p1 with
+  | Lwt.Return s -> Alcotest.(check string) "answered in time" "stopped: context canceled" s
+  | _ -> Alcotest.fail "the call that answered in time was not resolved");
+  if not (shut_down (Lwt.state p2)) then Alcotest.fail "the call still running was not rejected";
+  if not (shut_down (Lwt.state p3)) then Alcotest.fail "the awaiting call was not rejected";
+  I.init ();
+  let last_err = I.bind_sync "test.last_err" I.Ty.unit I.Ty.string in
+  let rec poll n =
+    match last_err () with
+    | "" when n > 0 -> Lwt_unix.sleep 0.01 >>= fun () -> poll (n - 1)
+    | s -> Lwt.return s
+  in
+  run (poll 300 >|= Alcotest.(check string) "Go's pending call into OCaml" "lwt: shut down")
+
+let test_shutdown_from_go () =
+  Alcotest.(check bool) "not from the Lwt thread" true
+    (contains (I.bind_sync "test.shutdown_on_loop" I.Ty.unit I.Ty.string ()) "call it from a goroutine");
+  let rec until_closed n =
+    match Lazy.force add1 1 with
+    | _ when n = 0 -> Alcotest.fail "Go's Shutdown did not shut the bridge"
+    | _ -> Lwt_unix.sleep 0.01 >>= fun () -> until_closed (n - 1)
+    | exception I.Go_error _ -> Lwt.return_unit
+  in
+  run (I.bind "test.go_shutdown" I.Ty.unit I.Ty.unit () >>= fun () -> until_closed 300);
+  I.shutdown ();
+  I.init ();
+  Alcotest.(check string) "Shutdown's result" "<nil>" (I.bind_sync "test.last_err" I.Ty.unit I.Ty.string ());
+  Alcotest.(check int) "after restart" 2 (Lazy.force add1 1)
+
 let () =
   Printexc.record_backtrace true;
   I.init ();
@@ -284,5 +326,12 @@ let () =
         ] );
       ( "signals",
         [ tc "Go nil dereference, OCaml Stack_overflow" test_go_nil_dereference; tc "SIGCHLD storm" test_sigchld_storm ] );
-      ("lifecycle", [ tc "nothing held" test_released; tc "shutdown, restart" test_shutdown_and_restart ]);
+      ( "lifecycle",
+        [
+          tc "nothing held" test_released;
+          tc "shutdown, restart" test_shutdown_and_restart;
+          tc "shutdown's grace period" test_shutdown_grace;
+          tc "shutdown from Go" test_shutdown_from_go;
+          tc "nothing held after restarts" test_released;
+        ] );
     ]

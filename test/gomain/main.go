@@ -21,7 +21,10 @@ type unit = struct{}
 // nested is (bool option list * (float * bytes)) in OCaml.
 type nested = lwt.Pair[[]*bool, lwt.Pair[float64, []byte]]
 
-var cancelled atomic.Int64
+var (
+	cancelled atomic.Int64
+	lastErr   atomic.Value // string: an error seen by a goroutine, for test.last_err
+)
 
 // seedLoop is the seed's scenario: call the Lwt closure F, await its
 // promise, forever (until the call is cancelled). Registered twice: as a
@@ -155,6 +158,38 @@ func init() {
 		s, err1 := upper.Call(context.Background(), "sync")
 		_, err2 := tenfold.Call(context.Background(), 1)
 		return fmt.Sprintf("%v %v | %v", s, err1, err2), nil
+	}))
+	// Shutdown: a call that answers its cancelled context within the grace
+	// period, one that does not, a goroutine awaiting OCaml, and Shutdown
+	// from Go.
+	must(lwt.Register("test.slow_to_stop", func(ctx context.Context, _ unit) (string, error) {
+		<-ctx.Done()
+		time.Sleep(10 * time.Millisecond)
+		return "stopped: " + ctx.Err().Error(), nil
+	}))
+	must(lwt.Register("test.never_stops", func(context.Context, unit) (string, error) {
+		time.Sleep(500 * time.Millisecond)
+		return "late", nil
+	}))
+	must(lwt.Register("test.await_forever", func(_ context.Context, f *lwt.Func[unit, unit]) (unit, error) {
+		_, err := f.Call(context.Background(), unit{})
+		lastErr.Store(fmt.Sprint(err))
+		return unit{}, err
+	}))
+	must(lwt.Register("test.go_shutdown", func(context.Context, unit) (unit, error) {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			lastErr.Store(fmt.Sprint(lwt.Shutdown(ctx)))
+		}()
+		return unit{}, nil
+	}))
+	must(lwt.RegisterSync("test.shutdown_on_loop", func(unit) (string, error) {
+		return fmt.Sprint(lwt.Shutdown(context.Background())), nil
+	}))
+	must(lwt.RegisterSync("test.last_err", func(unit) (string, error) {
+		s, _ := lastErr.Swap("").(string)
+		return s, nil
 	}))
 	must(lwt.Register("test.fail", func(_ context.Context, msg string) (unit, error) {
 		return unit{}, errors.New(msg)
