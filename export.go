@@ -205,11 +205,17 @@ func lwt_go_reject(id C.intptr_t, msg *C.char, n C.size_t) {
 	}
 }
 
+//export lwt_go_free_handle
+func lwt_go_free_handle(h C.uintptr_t) {
+	defer guard(nil)
+	freeHandle(uintptr(h))
+}
+
 //export lwt_go_stats
 func lwt_go_stats(out *C.int64_t, n C.int) {
 	defer guard(nil)
 	s := CurrentStats()
-	vals := []int{s.Roots, s.Jobs, s.Tasks, s.Calls}
+	vals := []int{s.Roots, s.Handles, s.Jobs, s.Tasks, s.Calls}
 	dst := unsafe.Slice(out, int(n))
 	for i := range dst {
 		if i < len(vals) {

@@ -231,12 +231,14 @@ func shutdownBridge(l *loop, ctx context.Context) error {
 	return err
 }
 
-// Stats counts what the bridge holds now; after shutdown every count is 0.
+// Stats counts what the bridge holds now; after shutdown every count but
+// Handles is 0 (OCaml's handles outlive the bridge).
 type Stats struct {
-	Roots int // OCaml values held by Go (closures, opaque values)
-	Jobs  int // posted jobs not yet run
-	Tasks int // loop tasks spawned and not finished
-	Calls int // calls between the two sides in flight
+	Roots   int // OCaml values held by Go (closures, opaque values)
+	Handles int // Go values held by OCaml (Handle), freed by OCaml's GC
+	Jobs    int // posted jobs not yet run
+	Tasks   int // loop tasks spawned and not finished
+	Calls   int // calls between the two sides in flight
 }
 
 var rootsLive, tasksLive, callsLive atomic.Int64
@@ -244,9 +246,10 @@ var rootsLive, tasksLive, callsLive atomic.Int64
 // CurrentStats returns the bridge's counts. Safe from any goroutine.
 func CurrentStats() Stats {
 	s := Stats{
-		Roots: int(rootsLive.Load()),
-		Tasks: int(tasksLive.Load()),
-		Calls: int(callsLive.Load()),
+		Roots:   int(rootsLive.Load()),
+		Handles: int(handlesLive.Load()),
+		Tasks:   int(tasksLive.Load()),
+		Calls:   int(callsLive.Load()),
 	}
 	if l := current.Load(); l != nil {
 		l.mu.Lock()

@@ -24,6 +24,7 @@ typedef lwt_value *lwt_root;
 struct lwt_ocaml {
   lwt_root (*root_new)(lwt_value v);
   void (*root_free)(lwt_root r);
+  lwt_value (*root_get)(lwt_root r);
 
   /* Calls the closure in fn with arg. When the 'b Lwt.t it returns is
    * already settled, call returns LWT_RESOLVED with the value in *result, or
@@ -51,6 +52,12 @@ struct lwt_ocaml {
   lwt_value (*copy_double)(double d);
   double (*double_val)(lwt_value v);
 
+  /* A Go value held by OCaml: a runtime/cgo.Handle in a custom block whose
+   * finalizer calls lwt_go_free_handle. handle_id returns 0 for a value
+   * that is not such a block. */
+  lwt_value (*new_handle)(uintptr_t h);
+  uintptr_t (*handle_id)(lwt_value v);
+
   /* Compound values (options, lists, pairs) cross as a flat buffer that
    * follows a type code: values.go documents both. build makes the OCaml
    * value; flatten returns a malloc'd buffer (NULL when out of memory). */
@@ -72,6 +79,8 @@ extern void lwt_go_cancel(int64_t call);
 extern void lwt_go_resolve(intptr_t id, lwt_value v);
 extern void lwt_go_reject(intptr_t id, char *msg, size_t len);
 extern void lwt_go_stats(int64_t *out, int n);
+/* May run inside OCaml's GC, on any thread: it calls nothing in OCaml. */
+extern void lwt_go_free_handle(uintptr_t h);
 
 /* What api->call reports. */
 enum { LWT_PENDING = 0, LWT_RESOLVED = 1, LWT_REJECTED = 2 };

@@ -102,6 +102,23 @@ let closed () =
 
 let () = Callback.register "lwt_interop.closed" closed
 
+type 'a handle
+
+module Opaque = struct
+  type t = exn
+  type 'a key = { inject : 'a -> t; project : t -> 'a option }
+
+  (* A fresh exception per key: the classic universal type, no Obj. *)
+  let key (type a) () : a key =
+    let module M = struct
+      exception E of a
+    end in
+    { inject = (fun x -> M.E x); project = (function M.E x -> Some x | _ -> None) }
+
+  let inject k x = k.inject x
+  let project k v = k.project v
+end
+
 module Ty = struct
   type 'a t = string
 
@@ -114,6 +131,8 @@ module Ty = struct
   let option a = a ^ " option"
   let list a = a ^ " list"
   let pair a b = Printf.sprintf "(%s * %s)" a b
+  let handle = "handle"
+  let opaque = "opaque"
   let func a b = Printf.sprintf "(%s -> %s Lwt.t)" a b
   let to_string t = t
 end
@@ -161,12 +180,12 @@ let register name a b f = register_as "register" name a b f false
 
 let register_sync name a b f = register_as "register_sync" name a b (fun x -> Lwt.return (f x)) true
 
-type stats = { roots : int; jobs : int; tasks : int; calls : int }
+type stats = { roots : int; handles : int; jobs : int; tasks : int; calls : int }
 
-external go_stats : unit -> int * int * int * int = "lwt_interop_go_stats"
+external go_stats : unit -> int * int * int * int * int = "lwt_interop_go_stats"
 
 let stats () =
-  let roots, jobs, tasks, calls = go_stats () in
-  { roots; jobs; tasks; calls }
+  let roots, handles, jobs, tasks, calls = go_stats () in
+  { roots; handles; jobs; tasks; calls }
 
 external on_lwt_thread : unit -> bool = "lwt_interop_on_lwt_thread" [@@noalloc]

@@ -32,6 +32,29 @@ val shutdown : ?grace:float -> unit -> unit
     [lwt.Shutdown] does the same from a goroutine.
     @raise Go_error if called from OCaml code that Go itself called. *)
 
+type 'a handle
+(** A Go value that OCaml holds without seeing inside it ([lwt.Handle[T]]
+    in Go), to pass it back to Go. The type parameter is yours, to tell
+    handles apart; Go checks the value's Go type when it gets it back, and
+    a mismatch is a [Go_error]. OCaml's GC frees the Go value. Two handles
+    are equal when they are the same handle. *)
+
+(** OCaml values that Go holds without seeing inside them, to hand them
+    back ([*lwt.Value] in Go). Any OCaml value crosses once injected with a
+    key; only the same key projects it back. *)
+module Opaque : sig
+  type t
+
+  type 'a key
+
+  val key : unit -> 'a key
+  (** A new key. Keys made by different calls never match. *)
+
+  val inject : 'a key -> 'a -> t
+  val project : 'a key -> t -> 'a option
+  (** [Some x] if the value was injected with this key. *)
+end
+
 (** OCaml types as Go sees them. Each value describes one OCaml type and
     names it the way Go spells it, so that {!bind} can check, once, that
     both sides agree. *)
@@ -66,8 +89,15 @@ module Ty : sig
   val pair : 'a t -> 'b t -> ('a * 'b) t
   (** Go [lwt.Pair[A, B]]. *)
 
-  (** Options, lists and pairs hold any of the types above but {!func}; they
-      are copied in one pass each way. *)
+  val handle : 'a handle t
+  (** Go [lwt.Handle[T]]: see {!handle}. *)
+
+  val opaque : Opaque.t t
+  (** Go [*lwt.Value]: see {!Opaque}. Go keeps the value alive (a GC root)
+      until it releases it. *)
+
+  (** Options, lists and pairs hold any of the types above but {!func},
+      {!handle} and {!opaque}; they are copied in one pass each way. *)
 
   val func : 'a t -> 'b t -> ('a -> 'b Lwt.t) t
   (** Go [*lwt.Func[A, R]]: an OCaml closure that Go can call and await.
@@ -108,6 +138,7 @@ val register_sync : string -> 'a Ty.t -> 'b Ty.t -> ('a -> 'b) -> unit
 
 type stats = {
   roots : int;  (** OCaml values held by Go *)
+  handles : int;  (** Go values held by OCaml *)
   jobs : int;  (** Go jobs queued for the Lwt thread *)
   tasks : int;  (** live Go loop tasks *)
   calls : int;  (** calls in flight between the two sides *)

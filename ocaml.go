@@ -239,7 +239,7 @@ type outCall[R any] struct {
 	dec *codec[R]
 }
 
-func (c *outCall[R]) resolve(v value) { c.finish(c.dec.decode(v), nil) }
+func (c *outCall[R]) resolve(v value) { c.finish(c.dec.decode(v)) }
 
 func (c *outCall[R]) reject(e *OCamlError) {
 	var zero R
@@ -275,7 +275,7 @@ type taskCall[R any] struct {
 
 func (c *taskCall[R]) resolve(v value) {
 	if !c.done {
-		c.finish(c.dec.decode(v), nil)
+		c.finish(c.dec.decode(v))
 	}
 }
 

@@ -19,6 +19,9 @@ extern size_t lwt_out_len;
 
 static inline lwt_root lwt_root_new(lwt_value v) { return lwt_api->root_new(v); }
 static inline void lwt_root_free(lwt_root r) { lwt_api->root_free(r); }
+static inline lwt_value lwt_root_get(lwt_root r) { return lwt_api->root_get(r); }
+static inline lwt_value lwt_new_handle(uintptr_t h) { return lwt_api->new_handle(h); }
+static inline uintptr_t lwt_handle_id(lwt_value v) { return lwt_api->handle_id(v); }
 
 static inline int lwt_call(lwt_root fn, lwt_value arg, intptr_t id, int cancellable)
 {

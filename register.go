@@ -90,7 +90,11 @@ func register[A, R any](name string, k kind, fn func(context.Context, A) (R, err
 		c.reject(err)
 	}
 	g.start = func(arg value, c *inCall) {
-		a := dec.decode(arg)
+		a, err := dec.decode(arg)
+		if err != nil {
+			c.reject(err)
+			return
+		}
 		run := func() (R, error) { return fn(c.ctx, a) }
 		if k == kindTask {
 			t := &task{ctx: c.ctx}
@@ -108,7 +112,10 @@ func register[A, R any](name string, k kind, fn func(context.Context, A) (R, err
 		}()
 	}
 	g.call = func(arg value) (value, error) {
-		a := dec.decode(arg)
+		a, err := dec.decode(arg)
+		if err != nil {
+			return 0, err
+		}
 		r, err := recovered(func() (R, error) { return fn(context.Background(), a) })
 		if err != nil {
 			return 0, err

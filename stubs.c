@@ -17,6 +17,7 @@
 #define CAML_NAME_SPACE
 #include <caml/alloc.h>
 #include <caml/callback.h>
+#include <caml/custom.h>
 #include <caml/fail.h>
 #include <caml/memory.h>
 #include <caml/mlvalues.h>
@@ -85,6 +86,44 @@ static void api_root_free(lwt_root r)
 {
   caml_remove_generational_global_root((value *)r);
   caml_stat_free(r);
+}
+
+static lwt_value api_root_get(lwt_root r) { return *(lwt_value *)r; }
+
+/* Go values held by OCaml (Lwt_interop.handle). Two handles are equal when
+ * they are the same handle. */
+
+static uintptr_t *handle_data(value v) { return (uintptr_t *)Data_custom_val(v); }
+
+static void handle_finalize(value v) { lwt_go_free_handle(*handle_data(v)); }
+
+static int handle_compare(value a, value b)
+{
+  uintptr_t x = *handle_data(a), y = *handle_data(b);
+  return (x > y) - (x < y);
+}
+
+static intnat handle_hash(value v) { return (intnat)*handle_data(v); }
+
+static struct custom_operations handle_ops = {
+  "lwt_interop.go_handle", handle_finalize, handle_compare, handle_hash,
+  custom_serialize_default, custom_deserialize_default, custom_compare_ext_default,
+  custom_fixed_length_default,
+};
+
+static lwt_value api_new_handle(uintptr_t h)
+{
+  value v = caml_alloc_custom(&handle_ops, sizeof h, 0, 1);
+  *handle_data(v) = h;
+  return (lwt_value)v;
+}
+
+static uintptr_t api_handle_id(lwt_value v)
+{
+  value x = (value)v;
+  if (Is_block(x) && Tag_val(x) == Custom_tag && Custom_ops_val(x) == &handle_ops)
+    return *handle_data(x);
+  return 0;
 }
 
 static void report_exn(const char *where, value res)
@@ -351,6 +390,7 @@ static unsigned char *api_flatten(lwt_value v, const char *code, size_t *len)
 static struct lwt_ocaml api = {
   .root_new = api_root_new,
   .root_free = api_root_free,
+  .root_get = api_root_get,
   .call = api_call,
   .cancel = api_cancel,
   .closed = api_closed,
@@ -360,6 +400,8 @@ static struct lwt_ocaml api = {
   .string_data = api_string_data,
   .copy_double = api_copy_double,
   .double_val = api_double_val,
+  .new_handle = api_new_handle,
+  .handle_id = api_handle_id,
   .build = api_build,
   .flatten = api_flatten,
 };
@@ -479,10 +521,10 @@ value lwt_interop_go_stats(value unit)
 {
   CAMLparam1(unit);
   CAMLlocal1(arr);
-  int64_t out[4] = {0};
-  lwt_go_stats(out, 4);
-  arr = caml_alloc_tuple(4);
-  for (int i = 0; i < 4; i++)
+  int64_t out[5] = {0};
+  lwt_go_stats(out, 5);
+  arr = caml_alloc_tuple(5);
+  for (int i = 0; i < 5; i++)
     Store_field(arr, i, Val_long(out[i]));
   CAMLreturn(arr);
 }

@@ -8,9 +8,12 @@ import "C"
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
+	"runtime/cgo"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -59,7 +62,7 @@ func (Pair[A, B]) ocamlPair() {}
 // codec converts between an OCaml type and the Go type T, on the Lwt thread.
 type codec[T any] struct {
 	sig    string // the OCaml type, as Lwt_interop.Ty spells it
-	decode func(v value) T
+	decode func(v value) (T, error)
 	encode func(x T) (value, error)
 }
 
@@ -85,8 +88,13 @@ func codecOf[T any]() (*codec[T], error) {
 	case *[]byte:
 		return scalar[T]("bytes", bytesVal,
 			func(b []byte) (value, error) { return copyBytes(b), nil }), nil
+	case **Value:
+		return any(valueCodec).(*codec[T]), nil
 	}
 	var zero T
+	if h, ok := any(zero).(handleType); ok {
+		return h.handleCodec().(*codec[T]), nil
+	}
 	if fc, ok := any(zero).(closureType); ok {
 		sig, hold, err := fc.closureCodec()
 		if err != nil {
@@ -94,7 +102,7 @@ func codecOf[T any]() (*codec[T], error) {
 		}
 		return &codec[T]{
 			sig:    sig,
-			decode: func(v value) T { return hold(v).(T) },
+			decode: func(v value) (T, error) { return hold(v).(T), nil },
 			encode: func(T) (value, error) {
 				return 0, fmt.Errorf("lwt: a Go %T cannot be passed back to OCaml", zero)
 			},
@@ -112,9 +120,9 @@ func codecOf[T any]() (*codec[T], error) {
 func scalar[T, U any](sig string, dec func(value) U, enc func(U) (value, error)) *codec[T] {
 	return &codec[T]{
 		sig: sig,
-		decode: func(v value) T {
+		decode: func(v value) (T, error) {
 			u := dec(v)
-			return *(*T)(unsafe.Pointer(&u))
+			return *(*T)(unsafe.Pointer(&u)), nil
 		},
 		encode: func(x T) (value, error) { return enc(*(*U)(unsafe.Pointer(&x))) },
 	}
@@ -140,20 +148,84 @@ type closureType interface {
 	closureCodec() (sig string, hold func(v value) any, err error)
 }
 
+// Handle is a Go value that OCaml holds without seeing inside it: an
+// 'a Lwt_interop.handle (Ty.handle). OCaml's GC frees it. A handle that
+// OCaml passes back where Go expects a Handle of another T is an error.
+type Handle[T any] struct{ Value T }
+
+var handlesLive atomic.Int64
+
+type handleType interface{ handleCodec() any }
+
+// handleCodec returns the *codec[Handle[T]] (as any, for codecOf's sake).
+func (Handle[T]) handleCodec() any {
+	return &codec[Handle[T]]{
+		sig: "handle",
+		decode: func(v value) (Handle[T], error) {
+			id := C.lwt_handle_id(v)
+			if id == 0 {
+				return Handle[T]{}, errors.New("lwt: not a Go handle")
+			}
+			x := cgo.Handle(id).Value()
+			t, ok := x.(T)
+			if !ok && x != nil {
+				return Handle[T]{}, fmt.Errorf("lwt: the handle holds a %T, not a %v", x, reflect.TypeFor[T]())
+			}
+			return Handle[T]{Value: t}, nil
+		},
+		encode: func(h Handle[T]) (value, error) {
+			handlesLive.Add(1)
+			return C.lwt_new_handle(C.uintptr_t(cgo.NewHandle(h.Value))), nil
+		},
+	}
+}
+
+// freeHandle deletes a handle that OCaml's GC collected.
+func freeHandle(h uintptr) {
+	cgo.Handle(h).Delete()
+	handlesLive.Add(-1)
+}
+
+// Value is an OCaml value that Go holds without seeing inside it
+// (Lwt_interop.Ty.opaque), to hand it back to OCaml later. Like a Func, it
+// keeps the value alive until Release, until the Value is garbage
+// collected, or until the bridge shuts down.
+type Value struct{ root *rootHandle }
+
+// Release lets the OCaml GC collect the value; handing it to OCaml later
+// fails with ErrReleased. Safe from any goroutine.
+func (v *Value) Release() { v.root.release() }
+
+var valueCodec = &codec[*Value]{
+	sig: "opaque",
+	decode: func(v value) (*Value, error) {
+		return &Value{root: newRootHandle(C.lwt_root_new(v))}, nil
+	},
+	encode: func(x *Value) (value, error) {
+		if x == nil {
+			return 0, errors.New("lwt: a nil *lwt.Value cannot be passed to OCaml")
+		}
+		if err := x.root.usable(); err != nil {
+			return 0, err
+		}
+		return C.lwt_root_get(x.root.cell.root), nil
+	},
+}
+
 // compound is the codec of an option, list or pair: the value crosses as
 // one flat buffer (see wire), in one call each way.
 func compound[T any](w *wire) *codec[T] {
 	return &codec[T]{
 		sig: w.sig,
-		decode: func(v value) T {
+		decode: func(v value) (T, error) {
+			var x T
 			p := C.lwt_flatten(v, w.code)
 			if p == nil {
-				panic("lwt: out of memory reading an OCaml " + w.sig)
+				return x, fmt.Errorf("lwt: out of memory reading an OCaml %s", w.sig)
 			}
 			defer C.free(unsafe.Pointer(p))
-			var x T
 			w.get(unsafe.Slice((*byte)(unsafe.Pointer(p)), int(C.lwt_out_len)), reflect.ValueOf(&x).Elem())
-			return x
+			return x, nil
 		},
 		encode: func(x T) (value, error) {
 			b, err := w.put(nil, reflect.ValueOf(x))

@@ -53,6 +53,40 @@ let test_values () =
   let reverses = I.bind "test.ocaml_reverses" I.Ty.(func (list (pair (option int) string)) (list (pair (option int) string))) I.Ty.string in
   run (reverses (fun l -> Lwt.pause () >|= fun () -> List.rev l) >|= Alcotest.(check string) "Go reads OCaml's list" "ok")
 
+type counter
+
+let test_handles () =
+  let new_counter = I.bind_sync "test.new_counter" I.Ty.int (I.Ty.handle : counter I.handle I.Ty.t) in
+  let bump = I.bind_sync "test.bump" I.Ty.handle I.Ty.int in
+  let c = new_counter 41 in
+  Alcotest.(check int) "Go's value, held by OCaml" 42 (bump c);
+  Alcotest.(check int) "the same value" 43 (bump c);
+  let as_string = I.bind_sync "test.string_handle" I.Ty.handle I.Ty.string in
+  check_raises_matching "a handle of another Go type" (go_error_with "the handle holds a *main.counter, not a string")
+    (fun () -> as_string c);
+  let before = (I.stats ()).handles in
+  for i = 1 to 1000 do ignore (Sys.opaque_identity (new_counter i)) done;
+  Gc.full_major ();
+  Gc.full_major ();
+  Alcotest.(check bool) "OCaml's GC frees handles" true ((I.stats ()).handles <= before);
+  ignore (Sys.opaque_identity c)
+
+let test_opaque () =
+  let key : (string * int) I.Opaque.key = I.Opaque.key () in
+  let other : int I.Opaque.key = I.Opaque.key () in
+  let keep = I.bind_sync "test.keep" I.Ty.opaque I.Ty.unit in
+  let give_back = I.bind_sync "test.give_back" I.Ty.unit I.Ty.opaque in
+  let roots = (I.stats ()).roots in
+  keep (I.Opaque.inject key ("kept", 7));
+  Gc.full_major ();
+  Alcotest.(check int) "Go holds a root" (roots + 1) (I.stats ()).roots;
+  let v = give_back () in
+  Alcotest.(check (option (pair string int))) "same value, same key" (Some ("kept", 7)) (I.Opaque.project key v);
+  Alcotest.(check (option int)) "another key" None (I.Opaque.project other v);
+  I.bind_sync "test.release_kept" I.Ty.unit I.Ty.unit ();
+  Alcotest.(check int) "released" roots (I.stats ()).roots;
+  check_raises_matching "used after Release" (go_error_with "used after Release") give_back
+
 (* 64 MiB each way, in a string and in bytes. *)
 let test_big_payloads () =
   let n = 64 * 1024 * 1024 in
@@ -316,6 +350,8 @@ let () =
           tc "string round trip" test_string_roundtrip;
           tc "bytes, options, lists, pairs" test_values;
           tc "64 MiB payloads" test_big_payloads;
+          tc "Go values held by OCaml" test_handles;
+          tc "OCaml values held by Go" test_opaque;
           tc "bind errors" test_bind_errors;
           tc "Go error" test_go_error;
           tc "Go task awaits OCaml" test_go_awaits_ocaml;

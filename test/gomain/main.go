@@ -18,6 +18,8 @@ import (
 
 type unit = struct{}
 
+type counter struct{ n int64 }
+
 // nested is (bool option list * (float * bytes)) in OCaml.
 type nested = lwt.Pair[[]*bool, lwt.Pair[float64, []byte]]
 
@@ -191,6 +193,19 @@ func init() {
 		s, _ := lastErr.Swap("").(string)
 		return s, nil
 	}))
+	// Handles: Go values held by OCaml; and OCaml values held by Go.
+	must(lwt.RegisterSync("test.new_counter", func(n int64) (lwt.Handle[*counter], error) {
+		return lwt.Handle[*counter]{Value: &counter{n}}, nil
+	}))
+	must(lwt.RegisterSync("test.bump", func(h lwt.Handle[*counter]) (int64, error) {
+		h.Value.n++
+		return h.Value.n, nil
+	}))
+	must(lwt.RegisterSync("test.string_handle", func(h lwt.Handle[string]) (string, error) { return h.Value, nil }))
+	var kept *lwt.Value
+	must(lwt.RegisterSync("test.keep", func(v *lwt.Value) (unit, error) { kept = v; return unit{}, nil }))
+	must(lwt.RegisterSync("test.give_back", func(unit) (*lwt.Value, error) { return kept, nil }))
+	must(lwt.RegisterSync("test.release_kept", func(unit) (unit, error) { kept.Release(); return unit{}, nil }))
 	must(lwt.Register("test.fail", func(_ context.Context, msg string) (unit, error) {
 		return unit{}, errors.New(msg)
 	}))
