@@ -138,13 +138,21 @@ let test_outcomes () =
     [ "test.outcomes_task"; "test.outcomes_goroutine" ]
 
 (* Go holds a root for each of them while the bridge runs. *)
-let named_roots = 2
+let named_roots = 3
 
 let () =
   I.register "ocaml.tenfold" I.Ty.int I.Ty.int (fun x -> Lwt.pause () >|= fun () -> 10 * x);
   I.register_sync "ocaml.upper" I.Ty.string I.Ty.string (function
     | "" -> invalid_arg "empty"
-    | s -> String.uppercase_ascii s)
+    | s -> String.uppercase_ascii s);
+  I.register_sync "ocaml.on_lwt_thread" I.Ty.unit I.Ty.bool I.on_lwt_thread
+
+let test_on_loop () =
+  let on_loop = I.bind "test.on_loop" I.Ty.unit I.Ty.string in
+  run
+    (on_loop ()
+    >|= Alcotest.(check string) "where Go's code ran"
+          "post=true onloop=true spawn=50 goroutine=true <nil>")
 
 let test_named () =
   let want =
@@ -357,6 +365,7 @@ let () =
           tc "Go task awaits OCaml" test_go_awaits_ocaml;
           tc "every outcome of an OCaml call" test_outcomes;
           tc "OCaml functions registered by name" test_named;
+          tc "Go code on the Lwt thread: Post, OnLoop, Spawn" test_on_loop;
           tc "cancel reaches Go's context" test_cancel;
           tc "Go's context cancels OCaml's promise" test_go_cancels_ocaml;
         ] );

@@ -161,6 +161,37 @@ func init() {
 		_, err2 := tenfold.Call(context.Background(), 1)
 		return fmt.Sprintf("%v %v | %v", s, err1, err2), nil
 	}))
+	// Running Go code on the Lwt thread from a goroutine: Post, OnLoop and
+	// Spawn; ocaml.on_lwt_thread (unit -> bool, sync) tells where it ran.
+	must(lwt.Register("test.on_loop", func(ctx context.Context, _ unit) (string, error) {
+		onLwt, err := lwt.Lookup[unit, bool]("ocaml.on_lwt_thread")
+		if err != nil {
+			return "", err
+		}
+		tenfold, err := lwt.Lookup[int64, int64]("ocaml.tenfold")
+		if err != nil {
+			return "", err
+		}
+		posted := make(chan bool, 1)
+		if err := lwt.Post(func() {
+			on, _ := onLwt.Call(ctx, unit{})
+			posted <- on
+		}); err != nil {
+			return "", err
+		}
+		onLoop, err := lwt.OnLoop(func() (bool, error) { return onLwt.Call(ctx, unit{}) }).Await(ctx)
+		if err != nil {
+			return "", err
+		}
+		spawned, err := lwt.Spawn(ctx, func(ctx context.Context) (int64, error) {
+			return tenfold.Call(ctx, 5) // a task may await OCaml
+		}).Await(ctx)
+		if err != nil {
+			return "", err
+		}
+		here, err := onLwt.Call(ctx, unit{})
+		return fmt.Sprintf("post=%v onloop=%v spawn=%v goroutine=%v %v", <-posted, onLoop, spawned, here, err), nil
+	}))
 	// Shutdown: a call that answers its cancelled context within the grace
 	// period, one that does not, a goroutine awaiting OCaml, and Shutdown
 	// from Go.
