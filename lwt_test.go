@@ -578,4 +578,67 @@ func TestEndToEnd(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("vendoring guide", func(t *testing.T) {
+		// The README's commands, word for word, in a fresh directory. They
+		// vendor the repository's HEAD (git archive): commit first when
+		// running this locally.
+		script := readmeBlock(t, "## Vendoring into your OCaml project", "sh")
+		repo, err := filepath.Abs(".")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", script)
+		cmd.Dir = t.TempDir()
+		cmd.Env = append(os.Environ(), "LWT="+repo)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("the vendoring guide failed: %v\n%s", err, out)
+		}
+		want := readmeBlock(t, "It prints:", "")
+		if !strings.HasSuffix(string(out), want) {
+			t.Fatalf("the example printed\n%s\nthe README says\n%s", out, want)
+		}
+	})
+}
+
+// TestReadmeShowsTheExample checks that the README shows the example the
+// vendoring guide builds, as it is.
+func TestReadmeShowsTheExample(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for file, lang := range map[string]string{
+		"examples/hello/main.ml": "ocaml", "examples/hello/go/main.go": "go", "examples/hello/dune": "dune",
+	} {
+		src, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(readme), "```"+lang+"\n"+string(src)+"```\n") {
+			t.Errorf("README.md does not show %s as it is", file)
+		}
+	}
+}
+
+// readmeBlock returns the first fenced block with the given language (""
+// for none) after the line that starts with marker in README.md.
+func readmeBlock(t *testing.T, marker, lang string) string {
+	t.Helper()
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(readme), "\n"+marker)
+	if ok {
+		_, after, ok = strings.Cut(after, "\n```"+lang+"\n")
+	}
+	block, _, closed := strings.Cut(after, "\n```\n")
+	if !ok || !closed {
+		t.Fatalf("README.md has no %q block after %q", lang, marker)
+	}
+	return block + "\n"
 }
