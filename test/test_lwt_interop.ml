@@ -185,6 +185,50 @@ let test_cancel () =
      in
      poll 500)
 
+(* Many Go calls in flight at once, each kind, and Lwt.cancel racing Go's
+   answers: every call resolves with its own answer or is cancelled, and
+   none is left behind. *)
+let test_in_flight_and_races () =
+  let echo = I.bind "test.echo" I.Ty.string I.Ty.string in
+  let tenfold_task = I.bind "test.call_twice" I.Ty.(func int int) I.Ty.int in
+  let n = 2000 in
+  run
+    (Lwt_list.iter_p
+       (fun i ->
+         let s = string_of_int i in
+         echo s >|= fun r -> if r <> s then Alcotest.failf "call %d got %S" i r)
+       (List.init n Fun.id));
+  run
+    (Lwt_list.iter_p
+       (fun i ->
+         tenfold_task (fun x -> Lwt.pause () >|= fun () -> x + i) >|= fun r ->
+         if r <> 1 + (2 * i) then Alcotest.failf "task %d got %d" i r)
+       (List.init n Fun.id));
+  let resolved = ref 0 and cancelled = ref 0 in
+  let race i =
+    let p = echo (string_of_int i) in
+    (* Cancel after 0 to 0.5 ms: some calls have their answer by then. *)
+    (if i mod 5 = 0 then Lwt.return_unit else Lwt_unix.sleep (float (i mod 5) *. 0.000125))
+    >>= fun () ->
+    Lwt.cancel p;
+    Lwt.catch
+      (fun () ->
+        p >|= fun s ->
+        if s <> string_of_int i then Alcotest.failf "raced call %d got %S" i s;
+        incr resolved)
+      (function
+        | Lwt.Canceled ->
+            incr cancelled;
+            Lwt.return_unit
+        | e -> Lwt.fail e)
+  in
+  let rec batches i = if i >= n then Lwt.return_unit else
+      Lwt_list.iter_p race (List.init 20 (fun k -> i + k)) >>= fun () -> batches (i + 20)
+  in
+  run (batches 0);
+  if !resolved = 0 || !cancelled = 0 then Alcotest.fail "the race was not run: every call went one way";
+  Alcotest.(check int) "every call accounted for" n (!resolved + !cancelled)
+
 (* An OCaml promise that only cancellation ends; reports whether it was. *)
 let cancellable_forever () =
   let cancelled = ref false in
@@ -367,6 +411,7 @@ let () =
           tc "OCaml functions registered by name" test_named;
           tc "Go code on the Lwt thread: Post, OnLoop, Spawn" test_on_loop;
           tc "cancel reaches Go's context" test_cancel;
+          tc "2,000 calls in flight; cancel racing answers" test_in_flight_and_races;
           tc "Go's context cancels OCaml's promise" test_go_cancels_ocaml;
         ] );
       ( "signals",
