@@ -26,6 +26,9 @@ lint: deps
 	GOOS=darwin go vet ./notify_other.go  # the self-pipe notifier type-checks off Linux
 	test -x $(GOBIN)/staticcheck || go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(GOBIN)/staticcheck ./...
+	dune build @check  # compiles lwt_interop.mli, for ocamldoc
+	mkdir -p _build/doc && ocamlfind ocamldoc -package lwt.unix -I _build/default/.lwt_interop.objs/byte \
+		-html -d _build/doc -warn-error lwt_interop.mli
 
 test: lint
 	go test -race -count=1 ./...

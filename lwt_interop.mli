@@ -6,9 +6,11 @@
     from then on Go code runs beside the Lwt event loop, woken through a
     file descriptor that Lwt watches.
 
-    Thread rule: every function here must be called on the Lwt thread, after
-    {!init} and before {!shutdown}, unless it says otherwise. A call from
-    another thread raises [Failure]. *)
+    Threads: each value below says where it may be used. "Lwt thread" means
+    the thread that called {!init}, between {!init} and {!shutdown}; used
+    elsewhere, such a function raises [Failure] naming itself (or, for a
+    bound Go function, returns a promise rejected with it). [Ty] and
+    [Opaque] are plain values, usable anywhere. *)
 
 exception Go_error of string
 (** A Go function returned an error, or panicked (the message then holds
@@ -17,10 +19,12 @@ exception Go_error of string
 
 val init : unit -> unit
 (** Starts the bridge on the calling thread, which becomes the Lwt thread,
-    and registers its notification fd with [Lwt_engine]. Call it once before
-    any other function here, on the thread that runs [Lwt_main.run]. Calling
+    registers its notification fd with [Lwt_engine], and hands Go the
+    functions {!register}ed so far. Call it on the thread that runs
+    [Lwt_main.run], before the functions that need the Lwt thread. Calling
     it again after {!shutdown} starts a new bridge.
-    @raise Go_error if the bridge is already running. *)
+    @raise Go_error if the bridge is already running.
+    @raise Failure if it already ran on another thread. *)
 
 val shutdown : ?grace:float -> unit -> unit
 (** Stops the bridge. The Go functions still running for OCaml see their
@@ -29,15 +33,17 @@ val shutdown : ?grace:float -> unit -> unit
     the promises left are rejected with [Go_error], loop tasks are stopped,
     Go's calls into OCaml fail with Go's [ErrClosed], the roots Go held are
     released and the fd is unregistered and closed. Idempotent. Go's
-    [lwt.Shutdown] does the same from a goroutine.
+    [lwt.Shutdown] does the same from a goroutine. Lwt thread (does nothing
+    if the bridge is not running).
     @raise Go_error if called from OCaml code that Go itself called. *)
 
 type 'a handle
 (** A Go value that OCaml holds without seeing inside it ([lwt.Handle[T]]
     in Go), to pass it back to Go. The type parameter is yours, to tell
     handles apart; Go checks the value's Go type when it gets it back, and
-    a mismatch is a [Go_error]. OCaml's GC frees the Go value. Two handles
-    are equal when they are the same handle. *)
+    a mismatch is a [Go_error]. OCaml's GC frees the Go value, from any
+    thread, and a handle stays valid across {!shutdown} and {!init}. Two
+    handles are equal when they are the same handle. *)
 
 (** OCaml values that Go holds without seeing inside them, to hand them
     back ([*lwt.Value] in Go). Any OCaml value crosses once injected with a
@@ -112,23 +118,28 @@ val bind : string -> 'a Ty.t -> 'b Ty.t -> 'a -> 'b Lwt.t
     [a -> b]. Each call runs it as it was registered: in a new goroutine
     ([lwt.Register]), as a loop task on the Lwt thread
     ([lwt.RegisterTask]), or directly ([lwt.RegisterSync]). The promise is
-    rejected with [Go_error] if the Go function fails; [Lwt.cancel] on it
-    cancels the Go function's [context.Context].
-    @raise Invalid_argument at bind time if [name] is not registered, or if
-    its Go type is not [a -> b] (the message names both). *)
+    rejected with [Go_error] if the Go function fails or panics, or if the
+    bridge is shut down first; [Lwt.cancel] on it cancels the Go function's
+    [context.Context]. Lwt thread, both [bind] and the calls; a binding
+    stays valid across {!shutdown} and {!init}.
+    @raise Invalid_argument if [name] is not registered, or if its Go type
+    is not [a -> b] (the message names both). *)
 
 val bind_sync : string -> 'a Ty.t -> 'b Ty.t -> 'a -> 'b
 (** [bind_sync name a b] is the Go function registered with
-    [lwt.RegisterSync] as [name], called directly.
-    @raise Invalid_argument at bind time as {!bind} does, or if [name] is
-    not a sync function.
-    The bound function raises [Go_error] if the Go function fails. *)
+    [lwt.RegisterSync] as [name], called directly; the call raises
+    [Go_error] if the Go function fails or panics, or after {!shutdown}.
+    Lwt thread, both [bind_sync] and the calls.
+    @raise Invalid_argument as {!bind} does, or if [name] is not a sync
+    function. *)
 
 val register : string -> 'a Ty.t -> 'b Ty.t -> ('a -> 'b Lwt.t) -> unit
 (** [register name a b f] lets Go call [f] as [lwt.Lookup[A, R](name)],
-    where Go's [A -> R] must be [a -> b]. Registrations outlive
-    {!shutdown}: each {!init} hands them to Go again. May be called before
-    {!init}.
+    where Go's [A -> R] must be [a -> b] (Go's [Lookup] says so otherwise).
+    [f] runs on the Lwt thread; an exception it raises, or its rejected
+    promise, is an [*lwt.OCamlError] in Go. Registrations outlive
+    {!shutdown}: each {!init} hands them to Go again. Before {!init} on any
+    thread, after it on the Lwt thread.
     @raise Invalid_argument if [name] is already registered. *)
 
 val register_sync : string -> 'a Ty.t -> 'b Ty.t -> ('a -> 'b) -> unit
@@ -145,7 +156,8 @@ type stats = {
 }
 
 val stats : unit -> stats
-(** What the bridge holds now. Any thread. *)
+(** What the bridge holds now; after {!shutdown}, all zero but [handles].
+    Any thread. *)
 
 external on_lwt_thread : unit -> bool = "lwt_interop_on_lwt_thread" [@@noalloc]
 (** Whether the caller runs on the Lwt thread. Any thread. *)
