@@ -22,6 +22,7 @@
 #include <caml/memory.h>
 #include <caml/mlvalues.h>
 #include <caml/printexc.h>
+#include <caml/version.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -557,6 +558,7 @@ static struct {
   int has_go, has_program, dispatching;
 } segv;
 
+#if OCAML_VERSION_MAJOR < 5
 static uintptr_t context_sp(void *uc)
 {
 #if defined(__x86_64__)
@@ -568,11 +570,19 @@ static uintptr_t context_sp(void *uc)
   return 0;
 #endif
 }
+#endif
 
 /* OCaml's own test for a stack overflow, minus "the PC is in OCaml code",
- * which OCaml's handler checks itself. EXTRA_STACK is 256 in OCaml 4.x. */
+ * which OCaml's handler checks itself. EXTRA_STACK is 256 in OCaml 4.x.
+ * OCaml 5 detects stack overflows without SIGSEGV (ocaml/ocaml#10898):
+ * every fault is Go's. */
 static int ocaml_stack_fault(siginfo_t *info, void *uc)
 {
+#if OCAML_VERSION_MAJOR >= 5
+  (void)info;
+  (void)uc;
+  return 0;
+#else
   if (Caml_state == NULL || Caml_state->top_of_stack == NULL)
     return 0;
   uintptr_t fault = (uintptr_t)info->si_addr, sp = context_sp(uc);
@@ -580,6 +590,7 @@ static int ocaml_stack_fault(siginfo_t *info, void *uc)
   if (sp == 0) /* no stack pointer on this architecture: the main stack's usual range */
     return fault < top && fault + ((uintptr_t)1 << 30) > top;
   return fault < top && fault + 256 >= sp;
+#endif
 }
 
 /* Installed with OCaml's mask and flags: OCaml's handler raises
