@@ -8,12 +8,19 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // budget bounds the jobs and task steps one run of runPending performs, so
 // that a busy Go side cannot starve the Lwt loop. Work left over re-arms the
 // notifier and runs on the loop's next turn.
 const budget = 256
+
+// stallAfter is how long the Lwt thread may run Go code in one entry before
+// the watchdog reports it: a loop task or a sync function that blocks
+// stalls the whole Lwt loop.
+const stallAfter = 100 * time.Millisecond
 
 // loop is the executor bound to one Lwt thread. The fields under mu are shared
 // with every goroutine; the others belong to the Lwt thread alone.
@@ -23,6 +30,9 @@ type loop struct {
 	woken  bool     // the notifier was written and runPending has not yet drained it
 	closed bool
 	notify *notifier
+
+	entries   atomic.Uint64 // bumped on the way into and out of an outermost entry: odd inside
+	stopWatch chan struct{} // closed to stop the watchdog
 
 	// Lwt thread only.
 	depth   int                // OCaml→Go entries now on the Lwt thread's stack
@@ -37,7 +47,7 @@ func newLoop() (*loop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lwt: creating the notifier: %w", err)
 	}
-	return &loop{notify: n, live: make(map[*task]struct{})}, nil
+	return &loop{notify: n, live: make(map[*task]struct{}), stopWatch: make(chan struct{})}, nil
 }
 
 // post queues job to run on the Lwt thread. Safe from any goroutine; never
@@ -77,13 +87,45 @@ func (l *loop) kick() {
 //
 // Coroutines may only be switched at the lock depth where they were created
 // (DESIGN.md §2), so only the outermost entry resumes tasks, in leave.
-func (l *loop) arrive() { l.depth++ }
+func (l *loop) arrive() {
+	if l.depth == 0 {
+		l.entries.Add(1)
+	}
+	l.depth++
+}
 
 func (l *loop) leave() {
-	if l.depth == 1 && len(l.ready) > 0 {
-		l.resumeReady()
+	if l.depth == 1 {
+		if len(l.ready) > 0 {
+			l.resumeReady()
+		}
+		l.entries.Add(1)
 	}
 	l.depth--
+}
+
+var stallsSeen atomic.Int64
+
+// watchdog reports, once per entry, an outermost entry that it sees on two
+// ticks in a row: the Lwt thread has run Go code for over stallAfter.
+func (l *loop) watchdog() {
+	tick := time.NewTicker(stallAfter)
+	defer tick.Stop()
+	var last, reported uint64
+	for {
+		select {
+		case <-l.stopWatch:
+			return
+		case <-tick.C:
+		}
+		n := l.entries.Load()
+		if n%2 == 1 && n == last && n != reported {
+			reported = n
+			stallsSeen.Add(1)
+			fmt.Fprintf(os.Stderr, "lwt: the Lwt thread has been in one call into Go (Go code, or OCaml code it called) for over %v: a loop task or sync function blocks the Lwt loop\n", stallAfter)
+		}
+		last = n
+	}
 }
 
 // runPending runs the jobs posted so far, up to the budget, and never waits
@@ -283,7 +325,17 @@ func start() (*loop, error) {
 	}
 	setLoopThread(true)
 	current.Store(l)
+	go l.watchdog()
 	return l, nil
+}
+
+// stopWatchdog stops the watchdog, once. Lwt thread only.
+func (l *loop) stopWatchdog() {
+	select {
+	case <-l.stopWatch:
+	default:
+		close(l.stopWatch)
+	}
 }
 
 func (l *loop) isClosed() bool {
@@ -296,6 +348,7 @@ func (l *loop) isClosed() bool {
 // fail what is still in flight, runs the jobs already posted (they find the
 // bridge closed) and closes the notifier. Lwt thread, outermost entry only.
 func (l *loop) shutdown(failAll func()) error {
+	l.stopWatchdog()
 	l.mu.Lock()
 	l.closed = true
 	jobs := l.jobs

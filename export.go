@@ -215,7 +215,7 @@ func lwt_go_free_handle(h C.uintptr_t) {
 func lwt_go_stats(out *C.int64_t, n C.int) {
 	defer guard(nil)
 	s := CurrentStats()
-	vals := []int{s.Roots, s.Handles, s.Jobs, s.Tasks, s.Calls}
+	vals := []int{s.Roots, s.Handles, s.Jobs, s.Tasks, s.Calls, s.Stalls}
 	dst := unsafe.Slice(out, int(n))
 	for i := range dst {
 		if i < len(vals) {

@@ -216,6 +216,7 @@ func shutdownBridge(l *loop, ctx context.Context) error {
 	if l.depth > 1 {
 		return errors.New("lwt: shutdown from OCaml code called by Go; call it from the Lwt loop")
 	}
+	l.stopWatchdog() // the wait below is no stall
 	cancelAllInCalls()
 	for len(inCalls) > 0 && ctx.Err() == nil {
 		l.runPending() // the calls' results, and what their tasks need to finish
@@ -239,6 +240,10 @@ type Stats struct {
 	Jobs    int // posted jobs not yet run
 	Tasks   int // loop tasks spawned and not finished
 	Calls   int // calls between the two sides in flight
+	// Stalls counts, since the process started, the times the Lwt thread
+	// ran Go code for over 100ms in one go (each is also reported on
+	// stderr): a loop task or sync function that blocks.
+	Stalls int
 }
 
 var rootsLive, tasksLive, callsLive atomic.Int64
@@ -250,6 +255,7 @@ func CurrentStats() Stats {
 		Handles: int(handlesLive.Load()),
 		Tasks:   int(tasksLive.Load()),
 		Calls:   int(callsLive.Load()),
+		Stalls:  int(stallsSeen.Load()),
 	}
 	if l := current.Load(); l != nil {
 		l.mu.Lock()

@@ -180,12 +180,12 @@ let register name a b f = register_as "register" name a b f false
 
 let register_sync name a b f = register_as "register_sync" name a b (fun x -> Lwt.return (f x)) true
 
-type stats = { roots : int; handles : int; jobs : int; tasks : int; calls : int }
+type stats = { roots : int; handles : int; jobs : int; tasks : int; calls : int; stalls : int }
 
-external go_stats : unit -> int * int * int * int * int = "lwt_interop_go_stats"
+external go_stats : unit -> int * int * int * int * int * int = "lwt_interop_go_stats"
 
 let stats () =
-  let roots, handles, jobs, tasks, calls = go_stats () in
-  { roots; handles; jobs; tasks; calls }
+  let roots, handles, jobs, tasks, calls, stalls = go_stats () in
+  { roots; handles; jobs; tasks; calls; stalls }
 
 external on_lwt_thread : unit -> bool = "lwt_interop_on_lwt_thread" [@@noalloc]

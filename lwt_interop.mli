@@ -153,6 +153,10 @@ type stats = {
   jobs : int;  (** Go jobs queued for the Lwt thread *)
   tasks : int;  (** live Go loop tasks *)
   calls : int;  (** calls in flight between the two sides *)
+  stalls : int;
+      (** times, since the program started, that Go code held the Lwt
+          thread for over 100 ms in one go (each is also reported on
+          stderr): a loop task or sync function that blocks *)
 }
 
 val stats : unit -> stats

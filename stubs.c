@@ -522,10 +522,10 @@ value lwt_interop_go_stats(value unit)
 {
   CAMLparam1(unit);
   CAMLlocal1(arr);
-  int64_t out[5] = {0};
-  lwt_go_stats(out, 5);
-  arr = caml_alloc_tuple(5);
-  for (int i = 0; i < 5; i++)
+  int64_t out[6] = {0};
+  lwt_go_stats(out, 6);
+  arr = caml_alloc_tuple(6);
+  for (int i = 0; i < 6; i++)
     Store_field(arr, i, Val_long(out[i]));
   CAMLreturn(arr);
 }

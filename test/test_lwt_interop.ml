@@ -229,6 +229,14 @@ let test_in_flight_and_races () =
   if !resolved = 0 || !cancelled = 0 then Alcotest.fail "the race was not run: every call went one way";
   Alcotest.(check int) "every call accounted for" n (!resolved + !cancelled)
 
+let test_stall_reported () =
+  let block = I.bind_sync "test.block" I.Ty.int I.Ty.unit in
+  let before = (I.stats ()).stalls in
+  block 1;
+  Alcotest.(check int) "a short call is no stall" before (I.stats ()).stalls;
+  block 600;
+  Alcotest.(check int) "a blocking call is reported once" (before + 1) (I.stats ()).stalls
+
 (* An OCaml promise that only cancellation ends; reports whether it was. *)
 let cancellable_forever () =
   let cancelled = ref false in
@@ -412,6 +420,7 @@ let () =
           tc "Go code on the Lwt thread: Post, OnLoop, Spawn" test_on_loop;
           tc "cancel reaches Go's context" test_cancel;
           tc "2,000 calls in flight; cancel racing answers" test_in_flight_and_races;
+          tc "a blocking sync function is reported" test_stall_reported;
           tc "Go's context cancels OCaml's promise" test_go_cancels_ocaml;
         ] );
       ( "signals",

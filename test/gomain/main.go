@@ -237,6 +237,11 @@ func init() {
 	must(lwt.RegisterSync("test.keep", func(v *lwt.Value) (unit, error) { kept = v; return unit{}, nil }))
 	must(lwt.RegisterSync("test.give_back", func(unit) (*lwt.Value, error) { return kept, nil }))
 	must(lwt.RegisterSync("test.release_kept", func(unit) (unit, error) { kept.Release(); return unit{}, nil }))
+	// A sync function that blocks the Lwt thread: the watchdog reports it.
+	must(lwt.RegisterSync("test.block", func(ms int64) (unit, error) {
+		time.Sleep(time.Duration(ms) * time.Millisecond)
+		return unit{}, nil
+	}))
 	must(lwt.Register("test.fail", func(_ context.Context, msg string) (unit, error) {
 		return unit{}, errors.New(msg)
 	}))
