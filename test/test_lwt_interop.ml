@@ -138,14 +138,25 @@ let test_outcomes () =
     [ "test.outcomes_task"; "test.outcomes_goroutine" ]
 
 (* Go holds a root for each of them while the bridge runs. *)
-let named_roots = 3
+let named_roots = 4
 
 let () =
   I.register "ocaml.tenfold" I.Ty.int I.Ty.int (fun x -> Lwt.pause () >|= fun () -> 10 * x);
   I.register_sync "ocaml.upper" I.Ty.string I.Ty.string (function
     | "" -> invalid_arg "empty"
     | s -> String.uppercase_ascii s);
-  I.register_sync "ocaml.on_lwt_thread" I.Ty.unit I.Ty.bool I.on_lwt_thread
+  I.register_sync "ocaml.on_lwt_thread" I.Ty.unit I.Ty.bool I.on_lwt_thread;
+  let go_reenter = lazy (I.bind_sync "test.reenter" I.Ty.int I.Ty.int) in
+  I.register_sync "ocaml.reenter" I.Ty.int I.Ty.int (function
+    | 0 -> 0
+    | n -> 1 + Lazy.force go_reenter (n - 1))
+
+(* OCaml -> Go -> OCaml -> Go ..., 100 crossings each way, in one call. *)
+let test_reentrant_chain () =
+  let go_reenter = I.bind_sync "test.reenter" I.Ty.int I.Ty.int in
+  Alcotest.(check int) "200 nested calls" 200 (go_reenter 200);
+  run (Lwt.return_unit);
+  Alcotest.(check int) "no call left" 0 (I.stats ()).calls
 
 let test_on_loop () =
   let on_loop = I.bind "test.on_loop" I.Ty.unit I.Ty.string in
@@ -417,6 +428,7 @@ let () =
           tc "Go task awaits OCaml" test_go_awaits_ocaml;
           tc "every outcome of an OCaml call" test_outcomes;
           tc "OCaml functions registered by name" test_named;
+          tc "re-entrant chain, 100 deep each way" test_reentrant_chain;
           tc "Go code on the Lwt thread: Post, OnLoop, Spawn" test_on_loop;
           tc "cancel reaches Go's context" test_cancel;
           tc "2,000 calls in flight; cancel racing answers" test_in_flight_and_races;

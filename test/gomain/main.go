@@ -237,6 +237,18 @@ func init() {
 	must(lwt.RegisterSync("test.keep", func(v *lwt.Value) (unit, error) { kept = v; return unit{}, nil }))
 	must(lwt.RegisterSync("test.give_back", func(unit) (*lwt.Value, error) { return kept, nil }))
 	must(lwt.RegisterSync("test.release_kept", func(unit) (unit, error) { kept.Release(); return unit{}, nil }))
+	// Re-entrant chains: OCaml -> Go -> OCaml -> Go ..., each side counting.
+	must(lwt.RegisterSync("test.reenter", func(n int64) (int64, error) {
+		if n == 0 {
+			return 0, nil
+		}
+		reenter, err := lwt.Lookup[int64, int64]("ocaml.reenter")
+		if err != nil {
+			return 0, err
+		}
+		m, err := reenter.Call(context.Background(), n-1)
+		return m + 1, err
+	}))
 	// A sync function that blocks the Lwt thread: the watchdog reports it.
 	must(lwt.RegisterSync("test.block", func(ms int64) (unit, error) {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
