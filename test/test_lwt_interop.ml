@@ -97,6 +97,29 @@ let test_big_payloads () =
   let b = Bytes.of_string s in
   run (echo_bytes b >|= fun r -> if not (Bytes.equal r b) then Alcotest.fail "64 MiB bytes changed")
 
+(* Calls from a thread that is not the Lwt thread fail, they do not crash. *)
+let test_wrong_thread () =
+  let outcome = ref "" in
+  let t =
+    Thread.create
+      (fun () ->
+        outcome :=
+          match Lazy.force add1 1 with
+          | _ -> "returned"
+          | exception Failure m -> m
+          | exception e -> Printexc.to_string e)
+      ()
+  in
+  Thread.join t;
+  Alcotest.(check string) "from another thread"
+    "Lwt_interop.call: called from a thread that is not the Lwt thread" !outcome;
+  let echo = I.bind "test.echo" I.Ty.string I.Ty.string in
+  let p = ref (Lwt.return "") in
+  Thread.join (Thread.create (fun () -> p := echo "x") ());
+  match Lwt.state !p with
+  | Lwt.Fail (Failure m) when contains m "not the Lwt thread" -> ()
+  | _ -> Alcotest.fail "an async call from another thread was not rejected"
+
 let test_bind_errors () =
   let invalid sub = function Invalid_argument m -> contains m sub | _ -> false in
   check_raises_matching "type mismatch"
@@ -302,7 +325,7 @@ let test_go_nil_dereference () =
   run (rejects_with "task again" nil (nil_task ()))
 
 (* SIGCHLD from children exiting and from another process (kill -CHLD in a
-   loop), while a Go task makes round trips through Lwt and Lwt has a SIGCHLD
+   loop, with as many SIGURG, the signal Go preempts goroutines with), while a Go task makes round trips through Lwt and Lwt has a SIGCHLD
    handler installed (Lwt_unix.on_signal: one without SA_ONSTACK, that the
    signal fix must move to the alternate stack). Children are reaped by a
    blocking waitpid in a system thread: Lwt's own SIGCHLD-driven waitpid was
@@ -327,7 +350,8 @@ let test_sigchld_storm () =
   let loop = I.bind "seed.task" I.Ty.(func unit unit) I.Ty.unit f in
   let storm =
     spawn_and_reap "/bin/sh"
-      [| "/bin/sh"; "-c"; "i=0; while [ $i -lt 200000 ]; do kill -CHLD $PPID; i=$((i+1)); done" |]
+      [| "/bin/sh"; "-c";
+         "i=0; while [ $i -lt 100000 ]; do kill -CHLD $PPID; kill -URG $PPID; i=$((i+1)); done" |]
   in
   let rec children n =
     if n = 0 then Lwt.return_unit
@@ -424,6 +448,7 @@ let () =
           tc "Go values held by OCaml" test_handles;
           tc "OCaml values held by Go" test_opaque;
           tc "bind errors" test_bind_errors;
+          tc "calls from another thread" test_wrong_thread;
           tc "Go error" test_go_error;
           tc "Go task awaits OCaml" test_go_awaits_ocaml;
           tc "every outcome of an OCaml call" test_outcomes;
