@@ -199,12 +199,12 @@ type task struct {
 	stop  func()
 	yield func(struct{}) bool
 
-	waiting bool   // suspended in Await
-	seq     uint64 // counts awaits, so that a stale wake-up is ignored
-	stopped bool   // stop was called: no further Await may suspend
-	ownCtx  bool   // the pending Await uses ctx, whose cancellation wakes it
-	unwatch func() bool
-	calls   []settler // calls into OCaml in flight under ctx, cancelled with it
+	waiting bool        // suspended in Await
+	seq     uint64      // counts awaits, so that a stale wake-up is ignored
+	stopped bool        // stop was called: no further Await may suspend
+	ownCtx  bool        // the pending Await uses ctx, whose cancellation wakes it
+	unwatch func() bool // the watch on ctx, made at the first Await
+	calls   []settler   // calls into OCaml in flight under ctx, cancelled with it
 }
 
 // spawn starts a task running body (at once if the Lwt thread is in its
@@ -218,9 +218,6 @@ func (l *loop) spawn(t *task) {
 	}
 	l.live[t] = struct{}{}
 	tasksLive.Add(1)
-	if t.ctx.Done() != nil {
-		t.unwatch = context.AfterFunc(t.ctx, func() { l.post(t.onCancel) })
-	}
 	l.schedule(t)
 }
 
@@ -246,10 +243,24 @@ func (l *loop) step(t *task) {
 func (l *loop) finish(t *task) {
 	delete(l.live, t)
 	tasksLive.Add(-1)
+	t.stopWatching()
+	for _, s := range t.calls { // started with Func.Go and not awaited: they outlive the task
+		cs := s.state()
+		cs.task = nil
+		cs.watch(t.ctx, l, s)
+	}
+	t.calls = nil
+	t.next, t.stop, t.yield = nil, nil, nil
+}
+
+// stopWatching drops the watch on the task's ctx: the task awaits no more.
+// A task body that is about to end a context by settling an OCaml call
+// calls it first, so that the end posts nothing.
+func (t *task) stopWatching() {
 	if t.unwatch != nil {
 		t.unwatch()
+		t.unwatch = nil
 	}
-	t.next, t.stop, t.yield = nil, nil, nil
 }
 
 // wake resumes t if it still waits in the await numbered seq. Lwt thread only.
@@ -287,6 +298,9 @@ func (t *task) dropCall(s settler) {
 func (t *task) suspend() bool {
 	if t.stopped {
 		panic(errTaskStopped)
+	}
+	if t.unwatch == nil && t.ctx.Done() != nil {
+		t.unwatch = context.AfterFunc(t.ctx, func() { t.l.post(t.onCancel) })
 	}
 	t.waiting = true
 	ok := t.yield(struct{}{})

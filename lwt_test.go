@@ -523,7 +523,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	build := exec.Command("dune", "build", "--build-dir", buildDir,
-		"test/test_lwt_interop.exe", "test/seed.exe")
+		"test/test_lwt_interop.exe", "test/test_reliability.exe", "test/seed.exe")
 	build.Env = os.Environ()
 	if notifierKind == "self-pipe" {
 		build.Env = append(build.Env, "GOFLAGS=-tags=lwt_selfpipe")
@@ -533,19 +533,21 @@ func TestEndToEnd(t *testing.T) {
 	}
 	bin := filepath.Join(buildDir, "default", "test")
 
-	t.Run("suite", func(t *testing.T) {
-		// A hang is a failure with the suite's output, not a CI timeout.
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, filepath.Join(bin, "test_lwt_interop.exe")).CombinedOutput()
-		if err != nil {
-			t.Fatalf("OCaml suite failed: %v\n%s", err, out)
-		}
-		if !strings.Contains(string(out), "Test Successful") {
-			t.Fatalf("OCaml suite did not report success:\n%s", out)
-		}
-		t.Logf("%s", out)
-	})
+	for _, suite := range []string{"test_lwt_interop", "test_reliability"} {
+		t.Run(suite, func(t *testing.T) {
+			// A hang is a failure with the suite's output, not a CI timeout.
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, filepath.Join(bin, suite+".exe")).CombinedOutput()
+			if err != nil {
+				t.Fatalf("OCaml suite failed: %v\n%s", err, out)
+			}
+			if !strings.Contains(string(out), "Test Successful") {
+				t.Fatalf("OCaml suite did not report success:\n%s", out)
+			}
+			t.Logf("%s", out)
+		})
+	}
 
 	t.Run("seed", func(t *testing.T) {
 		tsv := filepath.Join(t.TempDir(), "seed.tsv")

@@ -100,6 +100,7 @@ func register[A, R any](name string, k kind, fn func(context.Context, A) (R, err
 			t := &task{ctx: c.ctx}
 			t.body = func() {
 				r, err := recovered(run)
+				t.stopWatching()
 				settle(c, r, err)
 			}
 			t.abort = func(err error) { c.reject(err) }

@@ -249,6 +249,8 @@ func init() {
 		m, err := reenter.Call(context.Background(), n-1)
 		return m + 1, err
 	}))
+	registerReliability()
+
 	// A sync function that blocks the Lwt thread: the watchdog reports it.
 	must(lwt.RegisterSync("test.block", func(ms int64) (unit, error) {
 		time.Sleep(time.Duration(ms) * time.Millisecond)

@@ -1,0 +1,153 @@
+(* Reliability under stress: two garbage collectors, leaks, load. Real
+   OCaml + Lwt + the Go archive in one process. LWT_SOAK=N multiplies the
+   round trips by N (CI runs N = 1). *)
+
+open Lwt.Infix
+module I = Lwt_interop
+
+let run = Lwt_main.run
+
+let soak =
+  match Sys.getenv_opt "LWT_SOAK" with Some n -> max 1 (int_of_string n) | None -> 1
+
+(* value_of in test/gomain/reliability.go: both sides build the same value
+   for i, and each checks what the other sent. *)
+let value_ty = I.Ty.(list (pair (option int) (pair string (pair bytes float))))
+
+let value_of i =
+  List.init (i mod 4) (fun k ->
+      ( (if (i + k) mod 3 = 0 then None else Some (i * k)),
+        (string_of_int (i + k), (Bytes.make (k + 1) (Char.chr ((i + k) land 255)), float i /. 7.)) ))
+
+let () =
+  I.register "rel.ocaml_gc_value" I.Ty.int value_ty (fun i ->
+      if i mod 100 = 0 then Gc.full_major ();
+      let v = value_of i in
+      if i mod 2 = 0 then Lwt.return v else Lwt.pause () >|= fun () -> v);
+  I.register_sync "rel.ocaml_add1" I.Ty.int I.Ty.int succ;
+  I.register "rel.ocaml_echo" I.Ty.string I.Ty.string (fun s ->
+      let rec pauses k = if k = 0 then Lwt.return s else Lwt.pause () >>= fun () -> pauses (k - 1) in
+      pauses (String.length s mod 3))
+
+let held () =
+  let s = I.stats () in
+  (s.roots, s.handles, s.tasks, s.calls, s.jobs)
+
+(* Waits for Go's pending cleanups (posted root releases) to run. *)
+let settle_down () =
+  let rec go n = if n = 0 then Lwt.return_unit else Lwt_unix.sleep 0.01 >>= fun () -> go (n - 1) in
+  Gc.full_major ();
+  run (go 20);
+  Gc.full_major ()
+
+(* 100,000 round trips each way of a compound value, with Gc.full_major
+   every 100, Gc.compact every 10,000 and Go's runtime.GC() every 1,000;
+   each round trip also makes a Go handle and hands an OCaml value to Go
+   and back. Everything arrives intact; nothing stays held. *)
+let test_gc_stress () =
+  let n = 100_000 * soak in
+  let gc_value = I.bind_sync "rel.gc_value" I.Ty.int value_ty in
+  let new_counter = I.bind_sync "test.new_counter" I.Ty.int I.Ty.handle in
+  let keep = I.bind_sync "test.keep" I.Ty.opaque I.Ty.unit in
+  let give_back = I.bind_sync "test.give_back" I.Ty.unit I.Ty.opaque in
+  let key : int I.Opaque.key = I.Opaque.key () in
+  settle_down ();
+  let roots, handles, _, _, _ = held () in
+  for i = 0 to n - 1 do
+    if gc_value i <> value_of i then Alcotest.failf "Go's value %d arrived changed" i;
+    ignore (Sys.opaque_identity (new_counter i));
+    keep (I.Opaque.inject key i);
+    if I.Opaque.project key (give_back ()) <> Some i then Alcotest.failf "OCaml's value %d came back changed" i;
+    if i mod 100 = 0 then Gc.full_major ();
+    if i mod 10_000 = 0 then Gc.compact ()
+  done;
+  let check = I.bind "rel.gc_check" I.Ty.int I.Ty.int in
+  run (check n >|= Alcotest.(check int) "Go checked OCaml's values" n);
+  I.bind_sync "test.release_kept" I.Ty.unit I.Ty.unit ();
+  settle_down ();
+  let roots', handles', tasks, calls, _ = held () in
+  Alcotest.(check (list int)) "roots, handles, tasks, calls" [ roots; handles; 0; 0 ]
+    [ roots'; handles'; tasks; calls ]
+
+let rss_kib () =
+  let ic = open_in "/proc/self/status" in
+  let rec find () =
+    match input_line ic with
+    | l when String.length l > 6 && String.sub l 0 6 = "VmRSS:" ->
+        Scanf.sscanf l "VmRSS: %d kB" Fun.id
+    | _ -> find ()
+  in
+  Fun.protect ~finally:(fun () -> close_in ic) find
+
+(* 1,000,000 round trips each way (OCaml calling a Go sync function and a Go
+   loop task; a Go task calling an OCaml function), after 100,000 to warm
+   up: RSS grows by at most 8 MiB, and the counts come back. *)
+let test_leaks () =
+  let n = 1_000_000 * soak in
+  let add1 = I.bind_sync "rel.add1" I.Ty.int I.Ty.int in
+  let task_add1 = I.bind "rel.task_add1" I.Ty.int I.Ty.int in
+  let call_loop = I.bind "rel.call_loop" I.Ty.int I.Ty.int in
+  let goroutines = I.bind_sync "rel.goroutines" I.Ty.unit I.Ty.int in
+  let round_trips k =
+    for i = 1 to k do
+      if add1 i <> i + 1 then Alcotest.fail "add1"
+    done;
+    let rec tasks i = if i > k then Lwt.return_unit else task_add1 i >>= fun _ -> tasks (i + 1) in
+    run (tasks 1);
+    run (call_loop k >|= Alcotest.(check int) "Go called OCaml" k)
+  in
+  round_trips 100_000;
+  settle_down ();
+  let before = rss_kib () and held_before = held () and g_before = goroutines () in
+  round_trips n;
+  settle_down ();
+  let growth = rss_kib () - before in
+  Printf.printf "RSS growth over %d round trips each way: %d KiB\n" n growth;
+  if growth > 8 * 1024 then Alcotest.failf "RSS grew by %d KiB" growth;
+  if held () <> held_before then Alcotest.fail "the bridge holds more than before";
+  Alcotest.(check int) "goroutines" g_before (goroutines ())
+
+(* 10,000 calls in flight each way with random payloads and random
+   cancellations: every call is answered right or reports its
+   cancellation, and nothing is left held. *)
+let test_load () =
+  let n = 10_000 in
+  let echo = I.bind "test.echo" I.Ty.string I.Ty.string in
+  let answered = ref 0 and cancelled = ref 0 in
+  let one i =
+    let s = String.make (Random.int 4096) (Char.chr (i land 255)) in
+    let p = echo s in
+    if Random.int 3 = 0 then Lwt.async (fun () -> Lwt_unix.sleep (Random.float 0.002) >|= fun () -> Lwt.cancel p);
+    Lwt.catch
+      (fun () ->
+        p >|= fun r ->
+        if r <> s then Alcotest.failf "call %d: wrong answer" i;
+        incr answered)
+      (function Lwt.Canceled -> incr cancelled; Lwt.return_unit | e -> Lwt.fail e)
+  in
+  run (Lwt_list.iter_p one (List.init n Fun.id));
+  Printf.printf "OCaml -> Go: %d answered, %d cancelled\n" !answered !cancelled;
+  Alcotest.(check int) "OCaml -> Go: every call accounted for" n (!answered + !cancelled);
+  let load = I.bind "rel.load" I.Ty.int I.Ty.string in
+  run
+    ( load n >|= fun r ->
+      Printf.printf "Go -> OCaml: %s (answered, cut short)\n" r;
+      Scanf.sscanf r "%d %d" (fun got cut ->
+          Alcotest.(check int) "Go -> OCaml: every call accounted for" n (got + cut)) );
+  settle_down ();
+  let _, _, tasks, calls, jobs = held () in
+  Alcotest.(check (list int)) "tasks, calls, jobs" [ 0; 0; 0 ] [ tasks; calls; jobs ]
+
+let () =
+  Random.self_init ();
+  I.init ();
+  let tc name f = Alcotest.test_case name `Quick f in
+  Alcotest.run "lwt_interop reliability"
+    [
+      ( "stress",
+        [
+          tc "GC stress: 100,000 round trips each way" test_gc_stress;
+          tc "leaks: 1,000,000 round trips each way" test_leaks;
+          tc "load: 10,000 calls each way" test_load;
+        ] );
+    ]
