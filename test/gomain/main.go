@@ -131,11 +131,7 @@ func init() {
 	// ocaml.tenfold (int -> int Lwt.t, settles later) and ocaml.upper
 	// (string -> string, sync; raises on "").
 	named := func(ctx context.Context, _ unit) (string, error) {
-		tenfold, err := lwt.Lookup[int64, int64]("ocaml.tenfold")
-		if err != nil {
-			return "", err
-		}
-		upper, err := lwt.Lookup[string, string]("ocaml.upper")
+		tenfold, upper, err := lookupNamed()
 		if err != nil {
 			return "", err
 		}
@@ -149,11 +145,7 @@ func init() {
 	must(lwt.RegisterTask("test.named_task", named))
 	must(lwt.Register("test.named_goroutine", named))
 	must(lwt.RegisterSync("test.named_sync", func(unit) (string, error) {
-		tenfold, err := lwt.Lookup[int64, int64]("ocaml.tenfold")
-		if err != nil {
-			return "", err
-		}
-		upper, err := lwt.Lookup[string, string]("ocaml.upper")
+		tenfold, upper, err := lookupNamed()
 		if err != nil {
 			return "", err
 		}
@@ -283,6 +275,13 @@ func init() {
 	must(lwt.RegisterSync("test.stats", func(unit) (string, error) {
 		return fmt.Sprintf("%+v", lwt.CurrentStats()), nil
 	}))
+}
+
+func lookupNamed() (tenfold *lwt.Func[int64, int64], upper *lwt.Func[string, string], err error) {
+	if tenfold, err = lwt.Lookup[int64, int64]("ocaml.tenfold"); err == nil {
+		upper, err = lwt.Lookup[string, string]("ocaml.upper")
+	}
+	return tenfold, upper, err
 }
 
 func main() {}
