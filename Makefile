@@ -8,7 +8,7 @@ DEMO_SECS ?= 6
 STATICCHECK_VERSION = v0.8.2
 GOBIN ?= $(shell go env GOPATH)/bin
 
-.PHONY: demo test lint build deps
+.PHONY: demo test lint build deps bench
 
 deps:
 	./.ci/install-deps
@@ -18,6 +18,14 @@ build: deps
 
 demo: build
 	./_build/default/test/seed.exe --secs $(DEMO_SECS) --gc-smoke 2 $(if $(DEMO_TSV),--tsv $(DEMO_TSV))
+
+# make bench: every figure of the bridge, each with its baseline in the same
+#             run, interleaved (BENCH_SECS=N seconds per variant, BENCH_TSV=path
+#             to also write them as TSV). See bench/bench.ml.
+BENCH_SECS ?= 3
+
+bench: build
+	./_build/default/bench/bench.exe --secs $(BENCH_SECS) --seed ./_build/default/test/seed.exe $(if $(BENCH_TSV),--tsv $(BENCH_TSV))
 
 lint: deps
 	@files=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$files" || { echo "gofmt would change: $$files"; exit 1; }
