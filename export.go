@@ -143,27 +143,39 @@ func lwt_go_call(fn C.int, arg C.lwt_value, resolver C.lwt_value, errOut **C.cha
 	return C.int64_t(id)
 }
 
+// lwt_go_call_sync runs a sync Go function: the hot path of bind_sync,
+// hence no closure but the deferred recover, which turns a panic in the Go
+// function into an error like guard does.
+//
 //export lwt_go_call_sync
-func lwt_go_call_sync(fn C.int, arg C.lwt_value, result *C.lwt_value, errOut **C.char) C.int {
-	ok := entered(errOut, func(l *loop) error {
-		g, err := funcByID(int(fn))
-		if err != nil {
-			return err
-		}
-		if l.closed {
-			return ErrClosed
-		}
-		v, err := g.call(arg)
-		if err != nil {
-			return fmt.Errorf("%s: %w", g.name, err)
-		}
-		*result = v
-		return nil
-	})
-	if !ok {
+func lwt_go_call_sync(fn C.int, arg C.lwt_value, result *C.lwt_value, errOut **C.char) (rc C.int) {
+	l := current.Load()
+	if l == nil {
+		setErr(errOut, ErrNotStarted)
 		return -1
 	}
-	return 0
+	l.arrive()
+	defer l.leave()
+	defer func() {
+		if r := recover(); r != nil {
+			setErr(errOut, &PanicError{Value: r, Stack: debug.Stack()})
+			rc = -1
+		}
+	}()
+	g, err := funcByID(int(fn))
+	if err == nil && l.closed {
+		err = ErrClosed
+	}
+	if err == nil {
+		var v value
+		if v, err = g.call(arg); err == nil {
+			*result = v
+			return 0
+		}
+		err = fmt.Errorf("%s: %w", g.name, err)
+	}
+	setErr(errOut, err)
+	return -1
 }
 
 //export lwt_go_cancel

@@ -34,7 +34,8 @@ type goFunc struct {
 	// start begins an asynchronous call on the Lwt thread: it decodes arg
 	// now and settles the OCaml promise through c when done.
 	start func(arg value, c *inCall)
-	// call runs a sync function on the Lwt thread.
+	// call runs a sync function on the Lwt thread; lwt_go_call_sync
+	// recovers its panics.
 	call func(arg value) (value, error)
 }
 
@@ -112,12 +113,12 @@ func register[A, R any](name string, k kind, fn func(context.Context, A) (R, err
 			c.l.post(func() { settle(c, r, err) })
 		}()
 	}
-	g.call = func(arg value) (value, error) {
+	g.call = func(arg value) (value, error) { // its caller recovers panics
 		a, err := dec.decode(arg)
 		if err != nil {
 			return 0, err
 		}
-		r, err := recovered(func() (R, error) { return fn(context.Background(), a) })
+		r, err := fn(context.Background(), a)
 		if err != nil {
 			return 0, err
 		}
