@@ -416,6 +416,8 @@ let mem () =
    sync Go call (add1), as a program using the bridge would make: idle, and
    while bench.burn keeps every Go P busy computing. *)
 let burn = I.bind "bench.burn" I.Ty.float I.Ty.unit
+let burn_yielding = I.bind "bench.burn_yielding" I.Ty.float I.Ty.unit
+let burn_leaving_one = I.bind "bench.burn_leaving_one" I.Ty.float I.Ty.unit
 let tick = 0.001
 
 let ticks dt =
@@ -433,8 +435,14 @@ let ticks dt =
   loop ()
 
 let latency () =
+  let with_burn burn dt = Lwt.both (burn dt) (ticks dt) >|= snd in
   interleave !secs
-    [ ("idle", ticks); ("go-saturated", fun dt -> Lwt.both (burn dt) (ticks dt) >|= snd) ]
+    [
+      ("idle", ticks);
+      ("go-saturated", with_burn burn);
+      ("go-saturated-yielding", with_burn burn_yielding);
+      ("go-saturated-leaving-one", with_burn burn_leaving_one);
+    ]
   >|= fun results ->
   let percentile name p =
     let a = Array.concat (List.assoc name results) in
@@ -443,8 +451,10 @@ let latency () =
   in
   add "latency/lwt-tick-p50/idle" "ms" (percentile "idle" 50);
   add "latency/lwt-tick-p99/idle" "ms" (percentile "idle" 99);
-  add ~baseline:"latency/lwt-tick-p99/idle" "latency/lwt-tick-p99/go-saturated" "ms"
-    (percentile "go-saturated" 99)
+  List.iter
+    (fun v ->
+      add ~baseline:"latency/lwt-tick-p99/idle" ("latency/lwt-tick-p99/" ^ v) "ms" (percentile v 99))
+    [ "go-saturated"; "go-saturated-yielding"; "go-saturated-leaving-one" ]
 
 (* ---- Report ------------------------------------------------------------- *)
 

@@ -158,14 +158,33 @@ var sink atomic.Uint64
 // burn keeps every P busy for secs seconds with goroutines that compute and
 // never block, so that only Go's preemption takes a P from them.
 func burn(_ context.Context, secs float64) (unit, error) {
+	return burning(secs, runtime.GOMAXPROCS(0), false)
+}
+
+// burnYielding is burn with a runtime.Gosched() every ~50 us of work: the
+// first mitigation of the latency hazard.
+func burnYielding(_ context.Context, secs float64) (unit, error) {
+	return burning(secs, runtime.GOMAXPROCS(0), true)
+}
+
+// burnLeavingOne burns with one goroutine fewer than there are Ps: the
+// second mitigation, a P always free for the Lwt thread.
+func burnLeavingOne(_ context.Context, secs float64) (unit, error) {
+	return burning(secs, max(1, runtime.GOMAXPROCS(0)-1), false)
+}
+
+func burning(secs float64, goroutines int, yield bool) (unit, error) {
 	deadline := time.Now().Add(time.Duration(secs * float64(time.Second)))
 	var wg sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) {
+	for range goroutines {
 		wg.Go(func() {
 			x := uint64(1)
 			for time.Now().Before(deadline) {
 				for range 1 << 16 {
 					x = x*6364136223846793005 + 1442695040888963407
+				}
+				if yield {
+					runtime.Gosched()
 				}
 			}
 			sink.Add(x)
@@ -213,6 +232,8 @@ func init() {
 	must(lwt.RegisterSync("bench.notifier_wake", notifierWake))
 	must(lwt.RegisterSync("bench.cgo_call", cgoCall))
 	must(lwt.Register("bench.burn", burn))
+	must(lwt.Register("bench.burn_yielding", burnYielding))
+	must(lwt.Register("bench.burn_leaving_one", burnLeavingOne))
 }
 
 func main() {}
