@@ -122,7 +122,7 @@ func lwt_go_register(name *C.char, nameLen C.size_t, argSig *C.char, argLen C.si
 }
 
 //export lwt_go_call
-func lwt_go_call(fn C.int, arg C.lwt_value, resolver C.lwt_value, errOut **C.char) C.int64_t {
+func lwt_go_call(fn C.int, arg C.lwt_value, resolver C.intptr_t, errOut **C.char) C.int64_t {
 	var id int64
 	ok := entered(errOut, func(l *loop) error {
 		g, err := funcByID(int(fn))

@@ -41,9 +41,10 @@ struct lwt_ocaml {
    * the fd and forgets the calls in flight. */
   void (*closed)(void);
 
-  /* Settle the OCaml promise whose resolver is u, for an OCaml→Go call. */
-  void (*wakeup)(lwt_root u, lwt_value v);
-  void (*wakeup_exn)(lwt_root u, const char *msg, size_t len);
+  /* Settle the OCaml promise of an OCaml→Go call, whose resolver stubs.c
+   * keeps under the number lwt_go_call got. Once per call. */
+  void (*wakeup)(intptr_t resolver, lwt_value v);
+  void (*wakeup_exn)(intptr_t resolver, const char *msg, size_t len);
 
   /* Value conversion. The allocating ones return a value that must be used
    * before the next OCaml allocation. */
@@ -73,7 +74,7 @@ extern int lwt_go_lookup(char *name, size_t name_len, char *arg_sig, size_t arg_
                          char *ret_sig, size_t ret_len, int *kind, char **err);
 extern int lwt_go_register(char *name, size_t name_len, char *arg_sig, size_t arg_len,
                            char *ret_sig, size_t ret_len, lwt_value fn, int sync, char **err);
-extern int64_t lwt_go_call(int fn, lwt_value arg, lwt_value resolver, char **err);
+extern int64_t lwt_go_call(int fn, lwt_value arg, intptr_t resolver, char **err);
 extern int lwt_go_call_sync(int fn, lwt_value arg, lwt_value *result, char **err);
 extern void lwt_go_cancel(int64_t call);
 extern void lwt_go_resolve(intptr_t id, lwt_value v);

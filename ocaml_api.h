@@ -29,10 +29,10 @@ static inline int lwt_call(lwt_root fn, lwt_value arg, intptr_t id, int cancella
                        &lwt_call_backtrace);
 }
 static inline void lwt_cancel(intptr_t id) { lwt_api->cancel(id); }
-static inline void lwt_wakeup(lwt_root u, lwt_value v) { lwt_api->wakeup(u, v); }
-static inline void lwt_wakeup_exn(lwt_root u, _GoString_ msg)
+static inline void lwt_wakeup(intptr_t resolver, lwt_value v) { lwt_api->wakeup(resolver, v); }
+static inline void lwt_wakeup_exn(intptr_t resolver, _GoString_ msg)
 {
-  lwt_api->wakeup_exn(u, _GoStringPtr(msg), _GoStringLen(msg));
+  lwt_api->wakeup_exn(resolver, _GoStringPtr(msg), _GoStringLen(msg));
 }
 
 static inline lwt_value lwt_copy_string(_GoString_ s)

@@ -166,14 +166,16 @@ func funcByID(id int) (*goFunc, error) {
 	return nil, fmt.Errorf("lwt: no Go function #%d", id)
 }
 
-// inCall is an OCaml→Go call in flight: OCaml waits on the Lwt promise whose
-// resolver is rooted in u. Lwt thread only, but for ctx.
+// inCall is an OCaml→Go call in flight: OCaml waits on the Lwt promise
+// whose resolver stubs.c keeps as number resolver. Lwt thread only, but
+// for ctx.
 type inCall struct {
-	id     int64
-	l      *loop
-	ctx    context.Context
-	cancel context.CancelFunc
-	u      C.lwt_root
+	id       int64
+	l        *loop
+	ctx      context.Context
+	cancel   context.CancelFunc
+	resolver C.intptr_t
+	done     bool
 }
 
 // inCalls are the OCaml→Go calls in flight, by the id OCaml cancels them
@@ -183,12 +185,11 @@ var (
 	nextInCall int64
 )
 
-// newInCall roots the resolver u and numbers the call. Lwt thread only.
-func newInCall(l *loop, u value) (int64, *inCall) {
+// newInCall numbers the call. Lwt thread only.
+func newInCall(l *loop, resolver C.intptr_t) (int64, *inCall) {
 	ctx, cancel := context.WithCancel(context.Background())
 	nextInCall++
-	c := &inCall{id: nextInCall, l: l, ctx: ctx, cancel: cancel, u: C.lwt_root_new(u)}
-	rootsLive.Add(1)
+	c := &inCall{id: nextInCall, l: l, ctx: ctx, cancel: cancel, resolver: resolver}
 	callsLive.Add(1)
 	inCalls[c.id] = c
 	return c.id, c
@@ -196,9 +197,10 @@ func newInCall(l *loop, u value) (int64, *inCall) {
 
 // end forgets the call; it reports false if the call had ended already.
 func (c *inCall) end() bool {
-	if c.u == nil {
+	if c.done {
 		return false
 	}
+	c.done = true
 	delete(inCalls, c.id)
 	c.cancel()
 	callsLive.Add(-1)
@@ -207,25 +209,14 @@ func (c *inCall) end() bool {
 
 func (c *inCall) resolve(v value) {
 	if c.end() {
-		u := c.u
-		c.u = nil
-		C.lwt_wakeup(u, v)
-		freeCallRoot(u)
+		C.lwt_wakeup(c.resolver, v)
 	}
 }
 
 func (c *inCall) reject(err error) {
 	if c.end() {
-		u := c.u
-		c.u = nil
-		C.lwt_wakeup_exn(u, err.Error())
-		freeCallRoot(u)
+		C.lwt_wakeup_exn(c.resolver, err.Error())
 	}
-}
-
-func freeCallRoot(u C.lwt_root) {
-	C.lwt_root_free(u)
-	rootsLive.Add(-1)
 }
 
 // cancelInCall cancels the context of call id, if it is still in flight.
