@@ -138,8 +138,15 @@ let test_load () =
   let _, _, tasks, calls, jobs = held () in
   Alcotest.(check (list int)) "tasks, calls, jobs" [ 0; 0; 0 ] [ tasks; calls; jobs ]
 
+(* Before init, the bridge refuses clearly; this runs first. *)
+let before_init () =
+  match I.bind "test.echo" I.Ty.string I.Ty.string with
+  | _ -> failwith "bind before init did not fail"
+  | exception Failure m when m = "Lwt_interop: not initialised (call Lwt_interop.init first)" -> ()
+
 let () =
   Random.self_init ();
+  before_init ();
   I.init ();
   let tc name f = Alcotest.test_case name `Quick f in
   Alcotest.run "lwt_interop reliability"
