@@ -106,25 +106,31 @@ func (l *loop) leave() {
 
 var stallsSeen atomic.Int64
 
-// watchdog reports, once per entry, an outermost entry that it sees on two
-// ticks in a row: the Lwt thread has run Go code for over stallAfter.
+// watchdog reports, once per entry, an outermost entry that it has seen
+// for stallAfter: the Lwt thread has been in one call into Go that long.
+// It samples every stallAfter/4 and times from its own first sighting, so
+// a late tick can never make a short entry look long.
 func (l *loop) watchdog() {
-	tick := time.NewTicker(stallAfter)
+	tick := time.NewTicker(stallAfter / 4)
 	defer tick.Stop()
-	var last, reported uint64
+	var seen, reported uint64
+	var since time.Time
 	for {
 		select {
 		case <-l.stopWatch:
 			return
-		case <-tick.C:
+		case now := <-tick.C:
+			n := l.entries.Load()
+			if n%2 == 0 || n != seen {
+				seen, since = n, now
+				continue
+			}
+			if n != reported && now.Sub(since) >= stallAfter {
+				reported = n
+				stallsSeen.Add(1)
+				fmt.Fprintf(os.Stderr, "lwt: the Lwt thread has been in one call into Go (Go code, or OCaml code it called) for over %v: a loop task or sync function blocks the Lwt loop\n", stallAfter)
+			}
 		}
-		n := l.entries.Load()
-		if n%2 == 1 && n == last && n != reported {
-			reported = n
-			stallsSeen.Add(1)
-			fmt.Fprintf(os.Stderr, "lwt: the Lwt thread has been in one call into Go (Go code, or OCaml code it called) for over %v: a loop task or sync function blocks the Lwt loop\n", stallAfter)
-		}
-		last = n
 	}
 }
 
