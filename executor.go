@@ -22,8 +22,9 @@ const budget = 256
 // stalls the whole Lwt loop.
 const stallAfter = 100 * time.Millisecond
 
-// loop is the executor bound to one Lwt thread. The fields under mu are shared
-// with every goroutine; the others belong to the Lwt thread alone.
+// loop is the executor bound to one Lwt thread. mu guards the fields above
+// it is declared with, shared with every goroutine; entries and stopWatch
+// are the watchdog's; the others belong to the Lwt thread alone.
 type loop struct {
 	mu     sync.Mutex
 	jobs   []func() // posted, not yet run

@@ -57,10 +57,11 @@ func (*Func[A, R]) closureCodec() (string, func(v value) any, error) {
 // allocates nothing once warm; in a goroutine it blocks. Anywhere else on
 // the Lwt thread (a sync function, a job, a Then callback) waiting would
 // stall the event loop: there Call returns ErrWouldBlock without calling
-// (use Go), unless OCaml registered the function with register_sync. An
-// OCaml exception, raised or carried by the Lwt promise, is
-// returned as an *OCamlError. When ctx ends first, Call returns ctx's error
-// and the Lwt promise is cancelled (Lwt.cancel: its on_cancel handlers run).
+// (use Go), unless OCaml registered the function with register_sync.
+//
+// An OCaml exception, raised or carried by the Lwt promise, is returned as
+// an *OCamlError. When ctx ends first, Call returns ctx's error and the Lwt
+// promise is cancelled (Lwt.cancel: its on_cancel handlers run).
 func (f *Func[A, R]) Call(ctx context.Context, arg A) (R, error) {
 	if !onLoopThread() {
 		return f.Go(ctx, arg).Await(ctx)
