@@ -62,6 +62,7 @@ type PanicError struct {
 	Stack []byte // the panicking goroutine's stack
 }
 
+// Error returns the panic value and the stack.
 func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v\n\n%s", e.Value, e.Stack) }
 
 // OCamlError is an OCaml exception, raised or carried by a rejected Lwt
@@ -74,6 +75,7 @@ type OCamlError struct {
 	Backtrace string
 }
 
+// Error returns the exception's text, without the backtrace.
 func (e *OCamlError) Error() string { return "ocaml: " + e.Exn }
 
 // current is the bridge's executor: nil before the first init, closed after

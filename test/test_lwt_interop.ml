@@ -322,7 +322,21 @@ let test_go_nil_dereference () =
   check_raises_matching "sync" (go_error_with nil) nil_sync;
   (* OCaml's own stack overflow detection still works in the same process. *)
   check_raises_matching "Stack_overflow" (( = ) Stack_overflow) deep_recursion;
-  run (rejects_with "task again" nil (nil_task ()))
+  run (rejects_with "task again" nil (nil_task ()));
+  (* Other runtime panics, and panic with a value, in each kind. *)
+  let task = I.bind "test.panic_task" I.Ty.string I.Ty.int in
+  let goroutine = I.bind "test.panic_goroutine" I.Ty.string I.Ty.int in
+  let sync = I.bind_sync "test.panic_sync" I.Ty.string I.Ty.int in
+  List.iter
+    (fun (what, want) ->
+      run (rejects_with ("task " ^ what) want (task what));
+      run (rejects_with ("goroutine " ^ what) want (goroutine what));
+      check_raises_matching ("sync " ^ what) (go_error_with want) (fun () -> sync what))
+    [
+      ("index", "index out of range");
+      ("divide", "integer divide by zero");
+      ("boom", "panic: boom\n\ngoroutine");
+    ]
 
 (* SIGCHLD from 100 Lwt_process children exiting and from another process
    (kill -CHLD in a loop, with as many SIGURG, the signal Go preempts

@@ -65,6 +65,22 @@ func init() {
 		var p *int64
 		return *p, nil
 	}))
+	// Other runtime panics, and panic with a value, in each kind.
+	panics := func(what string) (int64, error) {
+		switch what {
+		case "index":
+			var s []int64
+			return s[len(what)], nil
+		case "divide":
+			zero := int64(len(what) - 6)
+			return 1 / zero, nil
+		default:
+			panic(what)
+		}
+	}
+	must(lwt.RegisterTask("test.panic_task", func(_ context.Context, what string) (int64, error) { return panics(what) }))
+	must(lwt.Register("test.panic_goroutine", func(_ context.Context, what string) (int64, error) { return panics(what) }))
+	must(lwt.RegisterSync("test.panic_sync", panics))
 	must(lwt.RegisterTask("test.call_twice", func(ctx context.Context, f *lwt.Func[int64, int64]) (int64, error) {
 		defer f.Release()
 		a, err := f.Call(ctx, 1)
