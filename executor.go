@@ -41,6 +41,12 @@ type loop struct {
 	ready   []*task            // tasks to resume before the outermost entry returns
 	live    map[*task]struct{} // tasks spawned and not yet finished
 	batch   []func()           // scratch for runPending
+
+	// Shutdown, Lwt thread only: requests from Go's Shutdown wait for the
+	// end of the runPending that received them; stopping is set meanwhile.
+	stopping        bool
+	shutdownCtx     context.Context // the first request's
+	shutdownWaiters []chan<- error
 }
 
 func newLoop() (*loop, error) {
@@ -53,17 +59,18 @@ func newLoop() (*loop, error) {
 
 // post queues job to run on the Lwt thread. Safe from any goroutine; never
 // blocks. Only the post that finds the queue idle writes the notifier.
+//
+// The wake happens under mu, so that shutdown cannot close the notifier
+// (and the OS reuse its fd) between a post and its wake.
 func (l *loop) post(job func()) error {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.closed {
-		l.mu.Unlock()
 		return ErrClosed
 	}
 	l.jobs = append(l.jobs, job)
-	wake := !l.woken
-	l.woken = true
-	l.mu.Unlock()
-	if wake {
+	if !l.woken {
+		l.woken = true
 		return l.notify.wake()
 	}
 	return nil
@@ -73,10 +80,9 @@ func (l *loop) post(job func()) error {
 // a budget.
 func (l *loop) kick() {
 	l.mu.Lock()
-	wake := !l.woken && !l.closed
-	l.woken = true
-	l.mu.Unlock()
-	if wake {
+	defer l.mu.Unlock()
+	if !l.woken && !l.closed {
+		l.woken = true
 		l.notify.wake()
 	}
 }
@@ -144,18 +150,23 @@ func (l *loop) runPending() {
 	l.notify.drain()
 	l.mu.Lock()
 	n := min(len(l.jobs), budget)
-	l.batch = append(l.batch[:0], l.jobs[:n]...)
+	batch := append(l.batch[:0], l.jobs[:n]...)
+	l.batch = nil // a runPending that a job runs gets its own
 	rest := copy(l.jobs, l.jobs[n:])
 	clear(l.jobs[rest:])
 	l.jobs = l.jobs[:rest]
 	l.woken = rest > 0
-	l.mu.Unlock()
 	if rest > 0 {
 		l.notify.wake()
 	}
-	for i, job := range l.batch {
-		l.batch[i] = nil
+	l.mu.Unlock()
+	for i, job := range batch {
+		batch[i] = nil
 		runJob(job)
+	}
+	l.batch = batch[:0]
+	if len(l.shutdownWaiters) > 0 && !l.stopping {
+		shutdownBridge(l, l.shutdownCtx)
 	}
 }
 
@@ -381,5 +392,7 @@ func (l *loop) shutdown(failAll func()) error {
 		runJob(job)
 	}
 	setLoopThread(false)
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return l.notify.close()
 }

@@ -188,8 +188,9 @@ func recovered[T any](fn func() (T, error)) (v T, err error) {
 // Lwt_interop.init again.
 //
 // Call it from a goroutine: it runs on the Lwt thread and waits for it.
-// It returns ErrClosed if the bridge was already shut down, and ctx's error
-// if ctx ends before the Lwt thread gets to it.
+// It returns ErrClosed if the bridge was already shut down. If ctx ends
+// before the Lwt thread gets to it, Shutdown returns ctx's error, and the
+// Lwt thread still shuts the bridge down when it does, with no grace left.
 func Shutdown(ctx context.Context) error {
 	l, err := activeLoop()
 	if err != nil {
@@ -199,7 +200,7 @@ func Shutdown(ctx context.Context) error {
 		return errShutdownOnLoop
 	}
 	done := make(chan error, 1)
-	if err := l.post(func() { done <- shutdownBridge(l, ctx) }); err != nil {
+	if err := l.post(func() { l.requestShutdown(ctx, done) }); err != nil {
 		return err
 	}
 	select {
@@ -210,14 +211,25 @@ func Shutdown(ctx context.Context) error {
 	}
 }
 
-// shutdownBridge is Shutdown on the Lwt thread, outermost entry.
+// requestShutdown queues a Shutdown for the end of the running runPending,
+// or for the end of the shutdown under way. Lwt thread only.
+func (l *loop) requestShutdown(ctx context.Context, done chan<- error) {
+	if len(l.shutdownWaiters) == 0 {
+		l.shutdownCtx = ctx
+	}
+	l.shutdownWaiters = append(l.shutdownWaiters, done)
+}
+
+// shutdownBridge shuts the bridge down. Lwt thread, outermost entry, not
+// inside a job (the grace period runs jobs); once.
 func shutdownBridge(l *loop, ctx context.Context) error {
-	if l.isClosed() {
+	if l.stopping || l.isClosed() {
 		return nil
 	}
 	if l.depth > 1 {
 		return errors.New("lwt: shutdown from OCaml code called by Go; call it from the Lwt loop")
 	}
+	l.stopping = true
 	l.stopWatchdog() // the wait below is no stall
 	cancelAllInCalls()
 	for len(inCalls) > 0 && ctx.Err() == nil {
@@ -231,6 +243,10 @@ func shutdownBridge(l *loop, ctx context.Context) error {
 	})
 	forgetNamed()
 	freeAllRoots()
+	for _, done := range l.shutdownWaiters {
+		done <- err
+	}
+	l.shutdownWaiters = nil
 	return err
 }
 

@@ -66,6 +66,9 @@ func (f *Func[A, R]) Call(ctx context.Context, arg A) (R, error) {
 	if !onLoopThread() {
 		return f.Go(ctx, arg).Await(ctx)
 	}
+	if l := current.Load(); l.depth == 1 && l.running != nil && l.running.stopped {
+		panic(errTaskStopped) // unwinds a task that ignores ErrClosed
+	}
 	var zero R
 	if err := f.root.usable(); err != nil {
 		return zero, err
@@ -78,9 +81,6 @@ func (f *Func[A, R]) Call(ctx context.Context, arg A) (R, error) {
 			return v, err
 		}
 		return zero, ErrWouldBlock
-	}
-	if t.stopped {
-		panic(errTaskStopped) // unwinds a task that ignores ErrClosed
 	}
 	c := f.spareCall()
 	c.t = t
@@ -98,7 +98,7 @@ func (f *Func[A, R]) Call(ctx context.Context, arg A) (R, error) {
 	v, err := c.value, c.err
 	// An abandoned call keeps its id until OCaml settles it, and a fired
 	// watch may still post a cancel naming it: such a record is not reused.
-	if !c.abandoned && (c.unwatch == nil || c.unwatch()) {
+	if !c.abandoned && !c.fired {
 		f.recycle(c)
 	}
 	return v, err
@@ -270,6 +270,7 @@ type taskCall[R any] struct {
 	seq       uint64 // the task's await that this call wakes
 	done      bool
 	abandoned bool
+	fired     bool // its ctx watch ran: a cancel naming it may be in flight
 	value     R
 	err       error
 }
@@ -297,6 +298,10 @@ func (c *taskCall[R]) finish(v R, err error) {
 	}
 	c.done, c.value, c.err = true, v, err
 	c.unwatchTask(c)
+	if c.unwatch != nil {
+		c.fired = !c.unwatch()
+		c.unwatch = nil
+	}
 	c.t.wake(c.seq)
 }
 
@@ -440,8 +445,10 @@ func Lookup[A, R any](name string) (*Func[A, R], error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := activeLoop(); err != nil {
+	if l, err := activeLoop(); err != nil {
 		return nil, err
+	} else if l.isClosed() {
+		return nil, ErrClosed
 	}
 	named.mu.Lock()
 	r, ok := named.funcs[name]

@@ -486,7 +486,12 @@ value lwt_interop_shutdown(value grace)
 {
   char *err = NULL;
   check_thread("shutdown");
-  if (lwt_go_shutdown((int64_t)(Double_val(grace) * 1e9), &err) != 0)
+  double secs = Double_val(grace);
+  if (!(secs > 0)) /* NaN and negatives too */
+    secs = 0;
+  if (secs > 1e9) /* infinity */
+    secs = 1e9;
+  if (lwt_go_shutdown((int64_t)(secs * 1e9), &err) != 0)
     raise_go_error(err);
   return Val_unit;
 }
@@ -547,12 +552,15 @@ value lwt_interop_call(value fn, value arg, value resolver)
 
 value lwt_interop_call_sync(value fn, value arg)
 {
+  CAMLparam2(fn, arg);
+  /* A root: after the Go function returns, Go may resume loop tasks, whose
+   * calls into OCaml can run the GC before this result is returned. */
+  CAMLlocal1(result);
   char *err = NULL;
-  lwt_value result = 0;
   check_thread("call");
-  if (lwt_go_call_sync(Int_val(fn), (lwt_value)arg, &result, &err) != 0)
+  if (lwt_go_call_sync(Int_val(fn), (lwt_value)arg, (lwt_value *)&result, &err) != 0)
     raise_go_error(err);
-  return (value)result;
+  CAMLreturn(result);
 }
 
 value lwt_interop_cancel(value call)

@@ -161,7 +161,7 @@ let test_outcomes () =
     [ "test.outcomes_task"; "test.outcomes_goroutine" ]
 
 (* Go holds a root for each of them while the bridge runs. *)
-let named_roots = 4
+let named_roots = 5
 
 let () =
   I.register "ocaml.tenfold" I.Ty.int I.Ty.int (fun x -> Lwt.pause () >|= fun () -> 10 * x);
@@ -169,6 +169,12 @@ let () =
     | "" -> invalid_arg "empty"
     | s -> String.uppercase_ascii s);
   I.register_sync "ocaml.on_lwt_thread" I.Ty.unit I.Ty.bool I.on_lwt_thread;
+  I.register_sync "ocaml.gc_and_alloc" I.Ty.unit I.Ty.unit (fun () ->
+      Gc.minor ();
+      (* Fill the minor heap, over whatever died in it. *)
+      for _ = 1 to 60_000 do
+        ignore (Sys.opaque_identity (String.make 40 's'))
+      done);
   let go_reenter = lazy (I.bind_sync "test.reenter" I.Ty.int I.Ty.int) in
   I.register_sync "ocaml.reenter" I.Ty.int I.Ty.int (function
     | 0 -> 0
@@ -432,6 +438,48 @@ let test_shutdown_grace () =
   in
   run (poll 300 >|= Alcotest.(check string) "Go's pending call into OCaml" "lwt: shut down")
 
+(* Found in review: tasks resumed on a sync call's way out run the GC
+   before OCaml gets the result. *)
+let test_sync_result_vs_tasks () =
+  let f = I.bind_sync "test.sync_result_vs_tasks" I.Ty.int I.Ty.string in
+  for _ = 1 to 20 do
+    Alcotest.(check string) "the sync function's result" (String.make 40 'x') (f 40)
+  done;
+  run (Lwt.pause ())
+
+(* Found in review: a task that retries Call forever once shutdown stopped
+   it is unwound, so shutdown returns. *)
+let test_shutdown_unwinds_retrying_task () =
+  let retry = I.bind "test.retry_forever" I.Ty.(func unit unit) I.Ty.unit in
+  let p = retry (fun () -> fst (Lwt.task ())) in
+  run (Lwt.pause ());
+  I.shutdown ~grace:0.05 ();
+  (match Lwt.state p with
+  | Lwt.Fail e when go_error_with "shut down" e -> ()
+  | _ -> Alcotest.fail "the retrying task's call was not rejected");
+  I.init ()
+
+(* Found in review: two Shutdowns from Go at once, and a Post racing them:
+   both return, nothing is closed twice, the job runs or is refused. *)
+let test_two_shutdowns () =
+  let two = I.bind "test.two_shutdowns" I.Ty.unit I.Ty.unit in
+  let last_err = I.bind_sync "test.last_err" I.Ty.unit I.Ty.string in
+  run (two () >>= fun () ->
+       let rec until_closed n =
+         match Lazy.force add1 1 with
+         | _ when n = 0 -> Alcotest.fail "Go's Shutdown did not shut the bridge"
+         | _ -> Lwt_unix.sleep 0.01 >>= fun () -> until_closed (n - 1)
+         | exception I.Go_error _ -> Lwt.return_unit
+       in
+       until_closed 300);
+  I.init ();
+  let rec poll n =
+    match last_err () with
+    | "" when n > 0 -> Lwt_unix.sleep 0.01 >>= fun () -> poll (n - 1)
+    | s -> Lwt.return s
+  in
+  run (poll 300 >|= Alcotest.(check string) "both Shutdowns" "<nil> <nil> posted job ran or refused: true")
+
 let test_shutdown_from_go () =
   Alcotest.(check bool) "not from the Lwt thread" true
     (contains (I.bind_sync "test.shutdown_on_loop" I.Ty.unit I.Ty.string ()) "call it from a goroutine");
@@ -482,6 +530,9 @@ let () =
           tc "shutdown, restart" test_shutdown_and_restart;
           tc "shutdown's grace period" test_shutdown_grace;
           tc "shutdown from Go" test_shutdown_from_go;
+          tc "two shutdowns from Go, racing a post" test_two_shutdowns;
+          tc "shutdown unwinds a task that retries" test_shutdown_unwinds_retrying_task;
+          tc "a sync result survives resumed tasks" test_sync_result_vs_tasks;
           tc "nothing held after restarts" test_released;
         ] );
     ]

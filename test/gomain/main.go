@@ -259,6 +259,48 @@ func init() {
 	}))
 	registerReliability()
 
+	// Found in review: a sync function's result must survive the GC that
+	// the tasks resumed on its way out may run (ocaml.gc_and_alloc runs
+	// Gc.minor and fills the minor heap).
+	must(lwt.RegisterSync("test.sync_result_vs_tasks", func(n int64) (string, error) {
+		gcAlloc, err := lwt.Lookup[unit, unit]("ocaml.gc_and_alloc")
+		if err != nil {
+			return "", err
+		}
+		ctx := context.Background()
+		lwt.Spawn(ctx, func(ctx context.Context) (unit, error) {
+			lwt.Spawn(ctx, func(ctx context.Context) (unit, error) { // queued: A runs
+				return gcAlloc.Call(ctx, unit{})
+			})
+			return unit{}, nil
+		})
+		return strings.Repeat("x", int(n)), nil
+	}))
+	// Found in review: a task that retries Call forever after shutdown
+	// stopped it must still end; and two Shutdowns racing a Post.
+	must(lwt.RegisterTask("test.retry_forever", func(ctx context.Context, f *lwt.Func[unit, unit]) (unit, error) {
+		for {
+			f.Call(context.Background(), unit{}) // errors ignored on purpose
+		}
+	}))
+	must(lwt.Register("test.two_shutdowns", func(context.Context, unit) (unit, error) {
+		go func() {
+			errs := make(chan error, 2)
+			posted := make(chan bool, 1)
+			for range 2 {
+				go func() { errs <- lwt.Shutdown(context.Background()) }()
+			}
+			postErr := lwt.Post(func() { posted <- true })
+			e1, e2 := <-errs, <-errs
+			ran := postErr != nil
+			select {
+			case ran = <-posted:
+			default:
+			}
+			lastErr.Store(fmt.Sprintf("%v %v posted job ran or refused: %v", e1, e2, ran))
+		}()
+		return unit{}, nil
+	}))
 	// A sync function that blocks the Lwt thread: the watchdog reports it.
 	must(lwt.RegisterSync("test.block", func(ms int64) (unit, error) {
 		time.Sleep(time.Duration(ms) * time.Millisecond)
