@@ -34,6 +34,7 @@ type loop struct {
 
 	entries   atomic.Uint64 // bumped on the way into and out of an outermost entry: odd inside
 	stopWatch chan struct{} // closed to stop the watchdog
+	unwinding atomic.Bool   // stopAll has begun: a stopped task's next Await or Call unwinds it
 
 	// Lwt thread only.
 	depth   int                // OCaml→Go entries now on the Lwt thread's stack
@@ -327,10 +328,21 @@ func (t *task) suspend() bool {
 	return ok
 }
 
+// unwindIfStopped unwinds the calling task if shutdown stopped it, so that
+// a task that ignores ErrClosed and retries (even with promises already
+// settled) still ends. One atomic load unless a shutdown is under way.
+func unwindIfStopped() {
+	if l := current.Load(); l != nil && l.unwinding.Load() && onLoopThread() &&
+		l.depth == 1 && l.running != nil && l.running.stopped {
+		panic(errTaskStopped)
+	}
+}
+
 // stopAll ends every live task: a suspended one sees ErrClosed from its
 // Await and runs to its end; one that never ran is failed with ErrClosed.
 // Lwt thread, outermost entry only.
 func (l *loop) stopAll() {
+	l.unwinding.Store(true)
 	for t := range l.live {
 		if t.stop == nil {
 			l.finish(t)

@@ -178,6 +178,10 @@ func recovered[T any](fn func() (T, error)) (v T, err error) {
 	return fn()
 }
 
+// defaultGrace is how long a shutdown waits for the Go calls in flight when
+// nothing says otherwise: Lwt_interop.shutdown's default.
+const defaultGrace = time.Second
+
 // Shutdown shuts the bridge down from Go, as Lwt_interop.shutdown does from
 // OCaml. The Go functions OCaml called and that still run see their context
 // cancelled, and their results still reach OCaml until ctx ends; then the
@@ -191,6 +195,11 @@ func recovered[T any](fn func() (T, error)) (v T, err error) {
 // It returns ErrClosed if the bridge was already shut down. If ctx ends
 // before the Lwt thread gets to it, Shutdown returns ctx's error, and the
 // Lwt thread still shuts the bridge down when it does, with no grace left.
+// A ctx without a deadline gives a grace period of defaultGrace (as
+// Lwt_interop.shutdown does): a Go call that calls Shutdown is itself in
+// flight, and so waits that long. The Lwt loop does not run during the
+// grace period: a Go call waiting for an OCaml promise that needs it ends
+// through its cancelled context.
 func Shutdown(ctx context.Context) error {
 	l, err := activeLoop()
 	if err != nil {
@@ -230,6 +239,11 @@ func shutdownBridge(l *loop, ctx context.Context) error {
 		return errors.New("lwt: shutdown from OCaml code called by Go; call it from the Lwt loop")
 	}
 	l.stopping = true
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultGrace)
+		defer cancel()
+	}
 	l.stopWatchdog() // the wait below is no stall
 	cancelAllInCalls()
 	for len(inCalls) > 0 && ctx.Err() == nil {

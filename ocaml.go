@@ -66,9 +66,7 @@ func (f *Func[A, R]) Call(ctx context.Context, arg A) (R, error) {
 	if !onLoopThread() {
 		return f.Go(ctx, arg).Await(ctx)
 	}
-	if l := current.Load(); l.depth == 1 && l.running != nil && l.running.stopped {
-		panic(errTaskStopped) // unwinds a task that ignores ErrClosed
-	}
+	unwindIfStopped()
 	var zero R
 	if err := f.root.usable(); err != nil {
 		return zero, err

@@ -170,6 +170,7 @@ func (p *Promise[T]) Result() (v T, err error, ok bool) {
 // the event loop, so Await returns ErrWouldBlock unless the promise is
 // already settled.
 func (p *Promise[T]) Await(ctx context.Context) (T, error) {
+	unwindIfStopped()
 	if v, err, ok := p.Result(); ok {
 		return v, err
 	}

@@ -450,13 +450,33 @@ let test_sync_result_vs_tasks () =
 (* Found in review: a task that retries Call forever once shutdown stopped
    it is unwound, so shutdown returns. *)
 let test_shutdown_unwinds_retrying_task () =
-  let retry = I.bind "test.retry_forever" I.Ty.(func unit unit) I.Ty.unit in
-  let p = retry (fun () -> fst (Lwt.task ())) in
-  run (Lwt.pause ());
-  I.shutdown ~grace:0.05 ();
+  List.iter
+    (fun name ->
+      let retry = I.bind name I.Ty.(func unit unit) I.Ty.unit in
+      let p = retry (fun () -> fst (Lwt.task ())) in
+      run (Lwt.pause ());
+      I.shutdown ~grace:0.05 ();
+      (match Lwt.state p with
+      | Lwt.Fail e when go_error_with "shut down" e -> ()
+      | _ -> Alcotest.failf "%s: the retrying task's call was not rejected" name);
+      I.init ())
+    [ "test.retry_forever"; "test.retry_forever_await" ]
+
+(* Found in review: a Go call that shuts the bridge down waits for itself
+   until the default grace period ends, then is rejected like the rest. *)
+let test_shutdown_from_a_go_call () =
+  let quit = I.bind "test.shutdown_self" I.Ty.unit I.Ty.unit in
+  let p = quit () in
+  let rec until_closed n =
+    match Lazy.force add1 1 with
+    | _ when n = 0 -> Alcotest.fail "Shutdown from a Go call did not shut the bridge"
+    | _ -> Lwt_unix.sleep 0.01 >>= fun () -> until_closed (n - 1)
+    | exception I.Go_error _ -> Lwt.return_unit
+  in
+  run (until_closed 500);
   (match Lwt.state p with
   | Lwt.Fail e when go_error_with "shut down" e -> ()
-  | _ -> Alcotest.fail "the retrying task's call was not rejected");
+  | _ -> Alcotest.fail "the call that shut the bridge down was not rejected");
   I.init ()
 
 (* Found in review: two Shutdowns from Go at once, and a Post racing them:
@@ -532,6 +552,7 @@ let () =
           tc "shutdown from Go" test_shutdown_from_go;
           tc "two shutdowns from Go, racing a post" test_two_shutdowns;
           tc "shutdown unwinds a task that retries" test_shutdown_unwinds_retrying_task;
+          tc "shutdown from inside a Go call" test_shutdown_from_a_go_call;
           tc "a sync result survives resumed tasks" test_sync_result_vs_tasks;
           tc "nothing held after restarts" test_released;
         ] );

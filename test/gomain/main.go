@@ -283,6 +283,15 @@ func init() {
 			f.Call(context.Background(), unit{}) // errors ignored on purpose
 		}
 	}))
+	must(lwt.RegisterTask("test.retry_forever_await", func(ctx context.Context, f *lwt.Func[unit, unit]) (unit, error) {
+		for {
+			f.Go(context.Background(), unit{}).Await(context.Background()) // settled at once after shutdown
+		}
+	}))
+	// Found in review: Shutdown from a Go call waits for that very call.
+	must(lwt.Register("test.shutdown_self", func(context.Context, unit) (unit, error) {
+		return unit{}, lwt.Shutdown(context.Background())
+	}))
 	must(lwt.Register("test.two_shutdowns", func(context.Context, unit) (unit, error) {
 		go func() {
 			errs := make(chan error, 2)
