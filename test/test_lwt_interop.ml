@@ -438,6 +438,17 @@ let test_shutdown_grace () =
   in
   run (poll 300 >|= Alcotest.(check string) "Go's pending call into OCaml" "lwt: shut down")
 
+(* Waits (up to 5 s) until the bridge refuses calls: a shutdown that Go
+   began has ended. *)
+let until_closed what =
+  let rec poll n =
+    match Lazy.force add1 1 with
+    | _ when n = 0 -> Alcotest.failf "%s did not shut the bridge down" what
+    | _ -> Lwt_unix.sleep 0.01 >>= fun () -> poll (n - 1)
+    | exception I.Go_error _ -> Lwt.return_unit
+  in
+  poll 500
+
 (* Found in review: tasks resumed on a sync call's way out run the GC
    before OCaml gets the result. *)
 let test_sync_result_vs_tasks () =
@@ -467,13 +478,7 @@ let test_shutdown_unwinds_retrying_task () =
 let test_shutdown_from_a_go_call () =
   let quit = I.bind "test.shutdown_self" I.Ty.unit I.Ty.unit in
   let p = quit () in
-  let rec until_closed n =
-    match Lazy.force add1 1 with
-    | _ when n = 0 -> Alcotest.fail "Shutdown from a Go call did not shut the bridge"
-    | _ -> Lwt_unix.sleep 0.01 >>= fun () -> until_closed (n - 1)
-    | exception I.Go_error _ -> Lwt.return_unit
-  in
-  run (until_closed 500);
+  run (until_closed "Shutdown from a Go call");
   (match Lwt.state p with
   | Lwt.Fail e when go_error_with "shut down" e -> ()
   | _ -> Alcotest.fail "the call that shut the bridge down was not rejected");
@@ -484,14 +489,7 @@ let test_shutdown_from_a_go_call () =
 let test_two_shutdowns () =
   let two = I.bind "test.two_shutdowns" I.Ty.unit I.Ty.unit in
   let last_err = I.bind_sync "test.last_err" I.Ty.unit I.Ty.string in
-  run (two () >>= fun () ->
-       let rec until_closed n =
-         match Lazy.force add1 1 with
-         | _ when n = 0 -> Alcotest.fail "Go's Shutdown did not shut the bridge"
-         | _ -> Lwt_unix.sleep 0.01 >>= fun () -> until_closed (n - 1)
-         | exception I.Go_error _ -> Lwt.return_unit
-       in
-       until_closed 300);
+  run (two () >>= fun () -> until_closed "two Shutdowns");
   I.init ();
   let rec poll n =
     match last_err () with
@@ -503,13 +501,7 @@ let test_two_shutdowns () =
 let test_shutdown_from_go () =
   Alcotest.(check bool) "not from the Lwt thread" true
     (contains (I.bind_sync "test.shutdown_on_loop" I.Ty.unit I.Ty.string ()) "call it from a goroutine");
-  let rec until_closed n =
-    match Lazy.force add1 1 with
-    | _ when n = 0 -> Alcotest.fail "Go's Shutdown did not shut the bridge"
-    | _ -> Lwt_unix.sleep 0.01 >>= fun () -> until_closed (n - 1)
-    | exception I.Go_error _ -> Lwt.return_unit
-  in
-  run (I.bind "test.go_shutdown" I.Ty.unit I.Ty.unit () >>= fun () -> until_closed 300);
+  run (I.bind "test.go_shutdown" I.Ty.unit I.Ty.unit () >>= fun () -> until_closed "Go's Shutdown");
   I.shutdown ();
   I.init ();
   Alcotest.(check string) "Shutdown's result" "<nil>" (I.bind_sync "test.last_err" I.Ty.unit I.Ty.string ());
