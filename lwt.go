@@ -2,18 +2,26 @@
 // side awaiting the other.
 //
 // The OCaml program links this package (through a Go main package built
-// with -buildmode=c-archive) and the C stubs in stubs.c, and calls
-// Lwt_interop.init. From then on:
+// with -buildmode=c-archive) and the OCaml library lwt_interop (stubs.c,
+// lwt_interop.ml), and calls Lwt_interop.init. From then on:
 //
+//   - OCaml calls the Go functions registered with [Register] (a goroutine
+//     per call), [RegisterTask] (a loop task) or [RegisterSync] (directly),
+//     and gets an 'a Lwt.t, or the value for a sync function.
+//   - Go calls OCaml through a [*Func]: a closure OCaml passed, or a function
+//     OCaml registered by name ([Lookup]). [Func.Call] waits for the Lwt
+//     promise; [Func.Go] returns a [Promise].
 //   - Loop tasks ([Spawn], [RegisterTask]) are Go code running on the Lwt
-//     thread as coroutines. [Promise.Await] inside a task suspends it and lets
-//     the Lwt loop run; the task resumes when the promise settles. A task may
+//     thread as coroutines. Awaiting inside a task suspends it and lets the
+//     Lwt loop run; the task resumes when the promise settles. A task may
 //     call OCaml directly. Like an Lwt callback, it must never block.
-//   - Goroutines run on Go's own threads. Await blocks them; their calls into
-//     OCaml are posted to the Lwt thread.
+//   - Goroutines run on Go's own threads. Awaiting blocks them; their calls
+//     into OCaml are posted to the Lwt thread ([Post], [OnLoop]).
 //
 // The Lwt thread is the OS thread that runs Lwt_main.run. Only it touches
-// OCaml values; everything that crosses is copied or held by a handle.
+// OCaml values: everything that crosses is copied ([Pair], slices, pointers
+// as options) or held by a handle ([Handle], [Value], [Func]). The README
+// has the table of types, and the rules.
 package lwt
 
 /*
