@@ -93,8 +93,10 @@ func (l *loop) kick() {
 //	l.arrive()
 //	defer l.leave()
 //
-// Coroutines may only be switched at the lock depth where they were created
-// (DESIGN.md §2), so only the outermost entry resumes tasks, in leave.
+// The coroutine rule: every cgo callback adds a thread lock, and Go throws
+// (unrecoverably) when a coroutine is switched at another lock depth than
+// the one it was created at; so only the outermost entry creates, resumes
+// or stops tasks, in step and leave.
 func (l *loop) arrive() {
 	if l.depth == 0 {
 		l.entries.Add(1)

@@ -3,7 +3,7 @@ package lwt
 // The entry points stubs.c calls, all on the Lwt thread but
 // lwt_go_free_handle. Each one recovers its panics, so that no Go panic
 // unwinds through a C or OCaml frame, and brackets its work with
-// loop.arrive and loop.leave, which keep the coroutine rule (DESIGN.md §2).
+// loop.arrive and loop.leave, which keep the coroutine rule (executor.go).
 // Errors go back as a malloc'd message in *errOut, which stubs.c raises as
 // an OCaml exception.
 

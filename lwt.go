@@ -51,11 +51,12 @@ var (
 	ErrClosed = errors.New("lwt: shut down")
 	// ErrAlreadySettled: a promise was resolved or rejected a second time.
 	ErrAlreadySettled = errors.New("lwt: promise already settled")
-	// ErrWouldBlock: Await on the Lwt thread outside a loop task, where
-	// waiting would stall the Lwt event loop.
+	// ErrWouldBlock: Await or Func.Call on the Lwt thread outside a loop
+	// task, where waiting would stall the Lwt event loop.
 	ErrWouldBlock = errors.New("lwt: Await on the Lwt thread outside a loop task would block the event loop (use a task, Then, or a goroutine)")
 
-	// ErrReleased: an OCaml function used after its Release.
+	// ErrReleased: an OCaml function or value (Func, Value) used after its
+	// Release.
 	ErrReleased = errors.New("lwt: OCaml value used after Release")
 
 	errNilReject      = errors.New("lwt: promise rejected with a nil error")
@@ -141,8 +142,9 @@ func OnLoop[T any](fn func() (T, error)) *Promise[T] {
 
 // Spawn runs fn as a loop task on the Lwt thread and returns a promise of
 // its result. Await inside fn suspends the task; the cancellation of ctx
-// wakes a pending Await with ctx's error. Called on the Lwt thread, the task
-// runs at once until its first Await; from a goroutine it is posted.
+// wakes a pending Await with ctx's error. Called on the Lwt thread outside
+// a task, the task runs at once until its first Await; from a task, once
+// that task awaits or ends; from a goroutine, it is posted.
 //
 // A task must not block (no channel waits, locks held long, blocking I/O)
 // and must not call runtime.Goexit. A panic in fn rejects the promise with
@@ -272,8 +274,9 @@ func shutdownBridge(l *loop, ctx context.Context) error {
 	return err
 }
 
-// Stats counts what the bridge holds now; after shutdown every count but
-// Handles is 0 (OCaml's handles outlive the bridge).
+// Stats counts what the bridge holds now; after shutdown every count is 0
+// but Handles (OCaml's handles outlive the bridge) and Stalls (a running
+// total).
 type Stats struct {
 	Roots   int // OCaml values held by Go (closures, opaque values)
 	Handles int // Go values held by OCaml (Handle), freed by OCaml's GC

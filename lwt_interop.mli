@@ -160,8 +160,9 @@ type stats = {
 }
 
 val stats : unit -> stats
-(** What the bridge holds now; after {!shutdown}, all zero but [handles].
-    Any thread. *)
+(** What the bridge holds now; after {!shutdown}, all zero but [handles]
+    and [stalls] (a running total). Any thread. *)
 
 external on_lwt_thread : unit -> bool = "lwt_interop_on_lwt_thread" [@@noalloc]
-(** Whether the caller runs on the Lwt thread. Any thread. *)
+(** Whether the caller runs on the thread that called {!init} (also after
+    {!shutdown}). Any thread. *)

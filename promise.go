@@ -164,11 +164,12 @@ func (p *Promise[T]) Result() (v T, err error, ok bool) {
 // Await waits for the promise and returns its value or error, or ctx's error
 // if ctx ends first.
 //
-// In a loop task it suspends the task and lets the Lwt loop run; in a
-// goroutine it blocks. Anywhere else on the Lwt thread (a sync function, a
-// job, a Then callback, OCaml code called by a task) waiting would stall
-// the event loop, so Await returns ErrWouldBlock unless the promise is
-// already settled.
+// In a loop task it suspends the task and lets the Lwt loop run (that
+// includes code a task runs at once, such as OnLoop's fn or a Then callback
+// called from the task); in a goroutine it blocks. Anywhere else on the Lwt
+// thread (a sync function, a job, OCaml code called by a task) waiting would
+// stall the event loop, so Await returns ErrWouldBlock unless the promise
+// is already settled.
 func (p *Promise[T]) Await(ctx context.Context) (T, error) {
 	unwindIfStopped()
 	if v, err, ok := p.Result(); ok {
@@ -234,11 +235,15 @@ func (p *Promise[T]) dropWaiter(t *task, seq uint64) {
 
 // Then calls fn with the promise's result on the Lwt thread once it is
 // settled (at once if it is settled and Then is called on the Lwt thread).
-// It returns ErrNotStarted or ErrClosed if there is no Lwt loop to run fn.
+// It returns ErrNotStarted or ErrClosed if there is no Lwt loop to run fn;
+// if the bridge shuts down before the promise settles, fn never runs.
 func (p *Promise[T]) Then(fn func(T, error)) error {
-	l := current.Load()
-	if l == nil {
-		return ErrNotStarted
+	l, err := activeLoop()
+	if err != nil {
+		return err
+	}
+	if l.isClosed() {
+		return ErrClosed
 	}
 	run := func() { fn(p.value, p.err) }
 	p.mu.Lock()

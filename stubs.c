@@ -7,7 +7,7 @@
  * - The OCaml externals of lwt_interop.ml, each a thin call into a Go export
  *   (lwt_interop.h) that turns a Go error into an OCaml exception.
  * - The function table Go calls OCaml through (struct lwt_ocaml).
- * - The signal fix of DESIGN.md §5, installed at link time by
+ * - The signal fix (the last section), installed at link time by
  *   -Wl,--wrap=sigaction (the library's link flags carry it).
  *
  * Thread rule: everything but the signal code runs on the Lwt thread, the
@@ -614,7 +614,7 @@ __attribute__((constructor(101))) static void lwt_timer_slack(void)
   prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
 }
 
-/* ---- Signals (DESIGN.md §5) ------------------------------------------------
+/* ---- Signals ----------------------------------------------------------------
  *
  * Go's c-archive constructor installs its SIGSEGV handler before main; OCaml
  * then installs its own (to raise Stack_overflow), and a nil dereference in

@@ -1,5 +1,5 @@
-(* The seed scenario (shared/seed/README.md): a Go function calls an Lwt
-   closure F in a loop, awaiting each result, while Lwt sleeps; we count
+(* The seed scenario (of the Rust design this project started from): a Go
+   function calls an Lwt closure F in a loop, awaiting each result, while Lwt sleeps; we count
    iterations per second. Variants, measured side by side in one run:
    - pure-lwt:  the same loop in Lwt alone (the baseline);
    - go-task:   the loop as a Go loop task on the Lwt thread;
