@@ -109,27 +109,29 @@ func (f *Func[A, R]) Call(ctx context.Context, arg A) (R, error) {
 func (f *Func[A, R]) Go(ctx context.Context, arg A) *Promise[R] {
 	c := &outCall[R]{dec: f.dec}
 	if onLoopThread() {
-		if err := f.send(ctx, c, arg); err != nil {
-			c.abandon(err)
-		}
-	} else if err := f.root.l.post(func() {
-		if err := f.send(ctx, c, arg); err != nil {
-			c.abandon(err)
-		}
-	}); err != nil {
+		f.start(ctx, c, arg)
+	} else if err := f.root.l.post(func() { f.start(ctx, c, arg) }); err != nil {
 		return Rejected[R](err)
 	}
 	return &c.Promise
 }
 
-// send makes call s on the Lwt thread. When OCaml's promise is already
-// settled, s is settled before send returns; otherwise OCaml settles it
-// later through lwt_go_resolve or lwt_go_reject. An error means nothing was
-// sent.
-func (f *Func[A, R]) send(ctx context.Context, s settler, arg A) error {
-	if err := f.root.usable(); err != nil {
-		return err
+// start makes Go's call c on the Lwt thread, or fails it.
+func (f *Func[A, R]) start(ctx context.Context, c *outCall[R], arg A) {
+	err := f.root.usable()
+	if err == nil {
+		err = f.send(ctx, c, arg)
 	}
+	if err != nil {
+		c.abandon(err)
+	}
+}
+
+// send makes call s on the Lwt thread, once the caller has checked that
+// f's root is usable. When OCaml's promise is already settled, s is settled
+// before send returns; otherwise OCaml settles it later through
+// lwt_go_resolve or lwt_go_reject. An error means nothing was sent.
+func (f *Func[A, R]) send(ctx context.Context, s settler, arg A) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -220,12 +222,18 @@ func (cs *callState) watch(ctx context.Context, l *loop, s settler) {
 	})
 }
 
-// unwatchTask stops the task's watch; an AfterFunc is left to its owner.
-func (cs *callState) unwatchTask(s settler) {
+// unwatchCall stops watching call s's context. It reports whether the
+// AfterFunc had already run: a cancel naming the call may then be in flight.
+func (cs *callState) unwatchCall(s settler) (fired bool) {
 	if cs.task != nil {
 		cs.task.dropCall(s)
 		cs.task = nil
 	}
+	if cs.unwatch != nil {
+		fired = !cs.unwatch()
+		cs.unwatch = nil
+	}
+	return fired
 }
 
 func (cs *callState) state() *callState { return cs }
@@ -251,11 +259,7 @@ func (c *outCall[R]) abandon(err error) {
 }
 
 func (c *outCall[R]) finish(v R, err error) {
-	c.unwatchTask(c)
-	if c.unwatch != nil {
-		c.unwatch()
-		c.unwatch = nil
-	}
+	c.unwatchCall(c)
 	c.settle(v, err, true)
 }
 
@@ -295,11 +299,7 @@ func (c *taskCall[R]) finish(v R, err error) {
 		return
 	}
 	c.done, c.value, c.err = true, v, err
-	c.unwatchTask(c)
-	if c.unwatch != nil {
-		c.fired = !c.unwatch()
-		c.unwatch = nil
-	}
+	c.fired = c.unwatchCall(c)
 	c.t.wake(c.seq)
 }
 
