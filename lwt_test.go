@@ -644,3 +644,30 @@ func readmeBlock(t *testing.T, marker, lang string) string {
 	}
 	return block + "\n"
 }
+
+// Registration refuses, with the type or name in the message, what cannot
+// work: a type that cannot cross, one inside an option, list or pair that
+// cannot, and a name used twice.
+func TestRegisterErrors(t *testing.T) {
+	noop := func(context.Context, chan int) (struct{}, error) { return struct{}{}, nil }
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{Register("test.chan", noop), "lwt: registering \"test.chan\": lwt: Go type chan int cannot cross to OCaml"},
+		{RegisterSync("test.funcs", func([]*Func[int64, int64]) (struct{}, error) { return struct{}{}, nil }),
+			"cannot cross inside an option, list or pair"},
+		{RegisterSync("test.handles", func(struct{}) ([]Handle[int], error) { return nil, nil }),
+			"Go type lwt.Handle[int] cannot cross to OCaml"},
+		{RegisterSync("test.twice", func(int64) (int64, error) { return 0, nil }), ""},
+		{RegisterSync("test.twice", func(int64) (int64, error) { return 0, nil }), "lwt: \"test.twice\" is already registered"},
+	} {
+		if c.want == "" {
+			if c.err != nil {
+				t.Errorf("unexpected %v", c.err)
+			}
+		} else if c.err == nil || !strings.Contains(c.err.Error(), c.want) {
+			t.Errorf("got %v, want %q", c.err, c.want)
+		}
+	}
+}

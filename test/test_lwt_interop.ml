@@ -85,7 +85,9 @@ let test_opaque () =
   Alcotest.(check (option int)) "another key" None (I.Opaque.project other v);
   I.bind_sync "test.release_kept" I.Ty.unit I.Ty.unit ();
   Alcotest.(check int) "released" roots (I.stats ()).roots;
-  check_raises_matching "used after Release" (go_error_with "used after Release") give_back
+  check_raises_matching "used after Release" (go_error_with "used after Release") give_back;
+  check_raises_matching "a nil *lwt.Value" (go_error_with "a nil *lwt.Value cannot be passed to OCaml")
+    (I.bind_sync "test.nil_value" I.Ty.unit I.Ty.opaque)
 
 (* 64 MiB each way, in a string and in bytes. *)
 let test_big_payloads () =

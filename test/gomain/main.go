@@ -244,6 +244,7 @@ func init() {
 	var kept *lwt.Value
 	must(lwt.RegisterSync("test.keep", func(v *lwt.Value) (unit, error) { kept = v; return unit{}, nil }))
 	must(lwt.RegisterSync("test.give_back", func(unit) (*lwt.Value, error) { return kept, nil }))
+	must(lwt.RegisterSync("test.nil_value", func(unit) (*lwt.Value, error) { return nil, nil }))
 	must(lwt.RegisterSync("test.release_kept", func(unit) (unit, error) { kept.Release(); return unit{}, nil }))
 	// Re-entrant chains: OCaml -> Go -> OCaml -> Go ..., each side counting.
 	must(lwt.RegisterSync("test.reenter", func(n int64) (int64, error) {
