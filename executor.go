@@ -9,7 +9,6 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // budget bounds the jobs and task steps one run of runPending performs, so
@@ -17,14 +16,9 @@ import (
 // notifier and runs on the loop's next turn.
 const budget = 256
 
-// stallAfter is how long the Lwt thread may run Go code in one entry before
-// the watchdog reports it: a loop task or a sync function that blocks
-// stalls the whole Lwt loop.
-const stallAfter = 100 * time.Millisecond
-
 // loop is the executor bound to one Lwt thread. mu guards the fields above
-// it is declared with, shared with every goroutine; entries and stopWatch
-// are the watchdog's; the others belong to the Lwt thread alone.
+// it is declared with, shared with every goroutine; wd is the watchdog's
+// (watchdog.go); the others belong to the Lwt thread alone.
 type loop struct {
 	mu     sync.Mutex
 	jobs   []func() // posted, not yet run
@@ -32,9 +26,8 @@ type loop struct {
 	closed bool
 	notify *notifier
 
-	entries   atomic.Uint64 // bumped on the way into and out of an outermost entry: odd inside
-	stopWatch chan struct{} // closed to stop the watchdog
-	unwinding atomic.Bool   // stopAll has begun: a stopped task's next Await or Call unwinds it
+	wd        *watchdog
+	unwinding atomic.Bool // stopAll has begun: a stopped task's next Await or Call unwinds it
 
 	// Lwt thread only.
 	depth   int                // OCaml→Go entries now on the Lwt thread's stack
@@ -55,7 +48,7 @@ func newLoop() (*loop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lwt: creating the notifier: %w", err)
 	}
-	return &loop{notify: n, live: make(map[*task]struct{}), stopWatch: make(chan struct{})}, nil
+	return &loop{notify: n, live: make(map[*task]struct{}), wd: newWatchdog()}, nil
 }
 
 // post queues job to run on the Lwt thread. Safe from any goroutine; never
@@ -99,7 +92,7 @@ func (l *loop) kick() {
 // or stops tasks, in step and leave.
 func (l *loop) arrive() {
 	if l.depth == 0 {
-		l.entries.Add(1)
+		l.wd.enter()
 	}
 	l.depth++
 }
@@ -109,39 +102,9 @@ func (l *loop) leave() {
 		if len(l.ready) > 0 {
 			l.resumeReady()
 		}
-		l.entries.Add(1)
+		l.wd.exit()
 	}
 	l.depth--
-}
-
-var stallsSeen atomic.Int64
-
-// watchdog reports, once per entry, an outermost entry that it has seen
-// for stallAfter: the Lwt thread has been in one call into Go that long.
-// It samples every stallAfter/4 and times from its own first sighting, so
-// a late tick can never make a short entry look long.
-func (l *loop) watchdog() {
-	tick := time.NewTicker(stallAfter / 4)
-	defer tick.Stop()
-	var seen, reported uint64
-	var since time.Time
-	for {
-		select {
-		case <-l.stopWatch:
-			return
-		case now := <-tick.C:
-			n := l.entries.Load()
-			if n%2 == 0 || n != seen {
-				seen, since = n, now
-				continue
-			}
-			if n != reported && now.Sub(since) >= stallAfter {
-				reported = n
-				stallsSeen.Add(1)
-				fmt.Fprintf(os.Stderr, "lwt: the Lwt thread has been in one call into Go (Go code, or OCaml code it called) for over %v: a loop task or sync function blocks the Lwt loop\n", stallAfter)
-			}
-		}
-	}
 }
 
 // runPending runs the jobs posted so far, up to the budget, and never waits
@@ -163,10 +126,12 @@ func (l *loop) runPending() {
 		l.notify.wake()
 	}
 	l.mu.Unlock()
+	prev := l.wd.hold(&holderJob)
 	for i, job := range batch {
 		batch[i] = nil
 		runJob(job)
 	}
+	l.wd.hold(prev)
 	l.batch = batch[:0]
 	if len(l.shutdownWaiters) > 0 && !l.stopping {
 		shutdownBridge(l, l.shutdownCtx)
@@ -212,6 +177,7 @@ func (l *loop) schedule(t *task) {
 // task is Go code running on the Lwt thread as a runtime coroutine: Await
 // inside it yields back to the Lwt loop instead of blocking the thread.
 type task struct {
+	name  string // for the watchdog's report
 	l     *loop
 	ctx   context.Context // the task's own context; its cancellation wakes any Await
 	body  func()          // run by the coroutine; recovers its own panics
@@ -254,7 +220,9 @@ func (l *loop) step(t *task) {
 		})
 	}
 	l.running = t
+	prev := l.wd.hold(&t.name)
 	_, more := t.next()
+	l.wd.hold(prev)
 	l.running = nil
 	if !more {
 		l.finish(t)
@@ -371,17 +339,8 @@ func start() (*loop, error) {
 	}
 	setLoopThread(true)
 	current.Store(l)
-	go l.watchdog()
+	go l.wd.run()
 	return l, nil
-}
-
-// stopWatchdog stops the watchdog, once. Lwt thread only.
-func (l *loop) stopWatchdog() {
-	select {
-	case <-l.stopWatch:
-	default:
-		close(l.stopWatch)
-	}
 }
 
 func (l *loop) isClosed() bool {
@@ -394,7 +353,7 @@ func (l *loop) isClosed() bool {
 // fail what is still in flight, runs the jobs already posted (they find the
 // bridge closed) and closes the notifier. Lwt thread, outermost entry only.
 func (l *loop) shutdown(failAll func()) error {
-	l.stopWatchdog()
+	l.wd.stopWatching()
 	l.mu.Lock()
 	l.closed = true
 	jobs := l.jobs

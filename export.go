@@ -1,11 +1,12 @@
 package lwt
 
 // The entry points stubs.c calls, all on the Lwt thread but
-// lwt_go_free_handle. Each one recovers its panics, so that no Go panic
-// unwinds through a C or OCaml frame, and brackets its work with
-// loop.arrive and loop.leave, which keep the coroutine rule (executor.go).
-// Errors go back as a malloc'd message in *errOut, which stubs.c raises as
-// an OCaml exception.
+// lwt_go_free_handle, lwt_go_settled_off_thread and lwt_go_cancel when it
+// says so (stubs.c checks the thread before calling). Each one recovers its
+// panics, so that no Go panic unwinds through a C or OCaml frame, and
+// brackets its work on the Lwt thread with loop.arrive and loop.leave,
+// which keep the coroutine rule (executor.go). Errors go back as a malloc'd
+// message in *errOut, which stubs.c raises as an OCaml exception.
 
 /*
 #include <stdlib.h>
@@ -83,16 +84,24 @@ func lwt_go_shutdown(graceNS C.int64_t, errOut **C.char) C.int {
 	return 0
 }
 
+// lwt_go_run_pending runs Go's jobs; it returns 1, running nothing, when
+// OCaml code that Go called runs a nested Lwt_main.run: jobs run in the
+// outermost entry only.
+//
 //export lwt_go_run_pending
-func lwt_go_run_pending() {
+func lwt_go_run_pending() C.int {
 	l := current.Load()
 	if l == nil {
-		return
+		return 0
+	}
+	if l.depth > 0 {
+		return 1
 	}
 	l.arrive()
 	defer l.leave()
 	defer guard(nil)
 	l.runPending()
+	return 0
 }
 
 //export lwt_go_lookup
@@ -169,18 +178,27 @@ func lwt_go_call_sync(fn C.int, arg C.lwt_value, result *C.lwt_value, errOut **C
 	}
 	if err == nil {
 		var v value
-		if v, err = g.call(arg); err == nil {
+		prev := l.wd.hold(&g.holder)
+		v, err = g.call(arg)
+		l.wd.hold(prev)
+		if err == nil {
 			*result = v
 			return 0
 		}
-		err = fmt.Errorf("%s: %w", g.name, err)
 	}
 	setErr(errOut, err)
 	return -1
 }
 
 //export lwt_go_cancel
-func lwt_go_cancel(call C.int64_t) {
+func lwt_go_cancel(call C.int64_t, onLwtThread C.int) {
+	if onLwtThread == 0 {
+		defer guard(nil)
+		if l := current.Load(); l != nil {
+			l.post(func() { cancelInCall(int64(call)) })
+		}
+		return
+	}
 	entered(nil, func(*loop) error {
 		cancelInCall(int64(call))
 		return nil
@@ -205,7 +223,7 @@ func lwt_go_resolve(id C.intptr_t, v C.lwt_value) {
 }
 
 //export lwt_go_reject
-func lwt_go_reject(id C.intptr_t, msg *C.char, n C.size_t) {
+func lwt_go_reject(id C.intptr_t, msg *C.char, n C.size_t, fromGo C.int) {
 	l := current.Load()
 	if l == nil {
 		return
@@ -214,7 +232,15 @@ func lwt_go_reject(id C.intptr_t, msg *C.char, n C.size_t) {
 	defer l.leave()
 	defer guard(nil)
 	if s := outCalls.take(int(id)); s != nil {
-		s.reject(&OCamlError{Exn: C.GoStringN(msg, C.int(n))})
+		s.reject(&OCamlError{Exn: C.GoStringN(msg, C.int(n)), fromGo: fromGo != 0})
+	}
+}
+
+//export lwt_go_settled_off_thread
+func lwt_go_settled_off_thread(id C.intptr_t) {
+	defer guard(nil)
+	if l := current.Load(); l != nil {
+		l.post(func() { failOffThread(int(id)) })
 	}
 }
 

@@ -39,6 +39,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -77,15 +78,25 @@ func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v\n\n%s", e.Va
 // OCamlError is an OCaml exception, raised or carried by a rejected Lwt
 // promise, seen from Go.
 type OCamlError struct {
-	Exn string // Printexc.to_string of the exception
+	// Exn is Printexc.to_string of the exception; for Lwt_interop.Go_error,
+	// the Go error text that it carries.
+	Exn string
 	// Backtrace is Printexc.get_backtrace when the function Go called raised
 	// the exception itself and OCaml records backtraces
 	// (Printexc.record_backtrace true); "" otherwise.
 	Backtrace string
+	fromGo    bool // the exception is Go_error
 }
 
-// Error returns the exception's text, without the backtrace.
-func (e *OCamlError) Error() string { return "ocaml: " + e.Exn }
+// Error returns the exception's text, without the backtrace: "ocaml: "
+// and Printexc's text, or a Go_error's text unchanged, so that an error that
+// crosses back and forth keeps its text.
+func (e *OCamlError) Error() string {
+	if e.fromGo {
+		return e.Exn
+	}
+	return "ocaml: " + e.Exn
+}
 
 // current is the bridge's executor: nil before the first init, closed after
 // a shutdown until the next init.
@@ -156,7 +167,7 @@ func Spawn[T any](ctx context.Context, fn func(ctx context.Context) (T, error)) 
 		return Rejected[T](err)
 	}
 	p := new(Promise[T])
-	t := &task{ctx: ctx}
+	t := &task{ctx: ctx, name: "a loop task spawned at " + callerLine()}
 	t.body = func() {
 		v, err := recovered(func() (T, error) { return fn(ctx) })
 		p.settle(v, err, true)
@@ -171,6 +182,14 @@ func Spawn[T any](ctx context.Context, fn func(ctx context.Context) (T, error)) 
 		return Rejected[T](err)
 	}
 	return p
+}
+
+// callerLine names the line that called the caller of callerLine.
+func callerLine() string {
+	if _, file, line, ok := runtime.Caller(2); ok {
+		return fmt.Sprintf("%s:%d", file, line)
+	}
+	return "an unknown line"
 }
 
 // recovered calls fn, turning a panic into a *PanicError (and the unwinding
@@ -254,7 +273,7 @@ func shutdownBridge(l *loop, ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, defaultGrace)
 		defer cancel()
 	}
-	l.stopWatchdog() // the wait below is no stall
+	l.wd.stopWatching() // the wait below is no stall
 	cancelAllInCalls()
 	for len(inCalls) > 0 && ctx.Err() == nil {
 		l.runPending() // the calls' results, and what their tasks need to finish

@@ -21,20 +21,29 @@ typedef intptr_t lwt_value;
 /* A generational global root owned by stubs.c: Go keeps the pointer. */
 typedef lwt_value *lwt_root;
 
+/* What an OCaml function that Go called settled with at once. */
+struct lwt_call_out {
+  lwt_value result; /* LWT_RESOLVED */
+  /* LWT_REJECTED: the exception's text (error_len bytes, NUL included
+   * possibly) and its backtrace if recorded, both malloc'd or NULL, which the
+   * caller frees; from_go: the exception is Go_error, whose text is Go's. */
+  char *error, *backtrace;
+  size_t error_len;
+  int from_go;
+};
+
 struct lwt_ocaml {
   lwt_root (*root_new)(lwt_value v);
   void (*root_free)(lwt_root r);
   lwt_value (*root_get)(lwt_root r);
 
   /* Calls the closure in fn with arg. When the 'b Lwt.t it returns is
-   * already settled, call returns LWT_RESOLVED with the value in *result, or
-   * LWT_REJECTED with the exception's text in *error and its backtrace, if
-   * recorded, in *backtrace (both malloc'd or NULL; the caller frees them).
-   * Otherwise it returns LWT_PENDING, and the promise settles Go's call id
-   * later through lwt_go_resolve / lwt_go_reject; with cancellable set,
-   * cancel(id) may Lwt.cancel it meanwhile. */
-  int (*call)(lwt_root fn, lwt_value arg, intptr_t id, int cancellable, lwt_value *result,
-              char **error, char **backtrace);
+   * already settled, call returns LWT_RESOLVED with the value in out, or
+   * LWT_REJECTED with the exception in out. Otherwise it returns
+   * LWT_PENDING, and the promise settles Go's call id later through
+   * lwt_go_resolve / lwt_go_reject; with cancellable set, cancel(id) may
+   * Lwt.cancel it meanwhile, after which the id is Go's to reuse. */
+  int (*call)(lwt_root fn, lwt_value arg, intptr_t id, int cancellable, struct lwt_call_out *out);
   void (*cancel)(intptr_t id);
 
   /* The bridge was shut down (from OCaml or from Go): OCaml stops watching
@@ -47,38 +56,48 @@ struct lwt_ocaml {
   void (*wakeup_exn)(intptr_t resolver, const char *msg, size_t len);
 
   /* Value conversion. The allocating ones return a value that must be used
-   * before the next OCaml allocation. */
+   * before the next OCaml allocation; copy_string returns 0 when OCaml
+   * cannot allocate the string. */
   lwt_value (*copy_string)(const char *p, size_t len);
   const char *(*string_data)(lwt_value v, size_t *len);
   lwt_value (*copy_double)(double d);
   double (*double_val)(lwt_value v);
 
   /* A Go value held by OCaml: a runtime/cgo.Handle in a custom block whose
-   * finalizer calls lwt_go_free_handle. handle_id returns 0 for a value
-   * that is not such a block. */
-  lwt_value (*new_handle)(uintptr_t h);
+   * finalizer calls lwt_go_free_handle; mem is the Go value's estimated
+   * size, which speeds up OCaml's GC. handle_id returns 0 for a value that
+   * is not such a block. */
+  lwt_value (*new_handle)(uintptr_t h, size_t mem);
   uintptr_t (*handle_id)(lwt_value v);
 
   /* Compound values (options, lists, pairs) cross as a flat buffer that
    * follows a type code: values.go documents both. build makes the OCaml
-   * value; flatten returns a malloc'd buffer (NULL when out of memory). */
+   * value (0 when out of memory); flatten returns a malloc'd buffer (NULL
+   * when out of memory). */
   lwt_value (*build)(const char *code, const unsigned char *buf);
   unsigned char *(*flatten)(lwt_value v, const char *code, size_t *len);
 };
 
-/* Exported by Go (export.go). *err, when set, is malloc'd; the caller frees it. */
+/* Exported by Go (export.go); stubs.c calls them on the Lwt thread but
+ * where said. *err, when set, is malloc'd; the caller frees it. */
 extern int lwt_go_init(struct lwt_ocaml *api, char **err);
 extern int lwt_go_shutdown(int64_t grace_ns, char **err);
-extern void lwt_go_run_pending(void);
+/* Returns non-zero when called inside OCaml code that Go called, where
+ * Go's jobs cannot run. */
+extern int lwt_go_run_pending(void);
 extern int lwt_go_lookup(char *name, size_t name_len, char *arg_sig, size_t arg_len,
                          char *ret_sig, size_t ret_len, int *kind, char **err);
 extern int lwt_go_register(char *name, size_t name_len, char *arg_sig, size_t arg_len,
                            char *ret_sig, size_t ret_len, lwt_value fn, int sync, char **err);
 extern int64_t lwt_go_call(int fn, lwt_value arg, intptr_t resolver, char **err);
 extern int lwt_go_call_sync(int fn, lwt_value arg, lwt_value *result, char **err);
-extern void lwt_go_cancel(int64_t call);
+/* on_lwt_thread is zero when called from another thread: Go then posts the
+ * cancel to the Lwt thread. */
+extern void lwt_go_cancel(int64_t call, int on_lwt_thread);
 extern void lwt_go_resolve(intptr_t id, lwt_value v);
-extern void lwt_go_reject(intptr_t id, char *msg, size_t len);
+extern void lwt_go_reject(intptr_t id, char *msg, size_t len, int from_go);
+/* Any thread: Go call id was settled on a thread that is not the Lwt thread. */
+extern void lwt_go_settled_off_thread(intptr_t id);
 extern void lwt_go_stats(int64_t *out, int n);
 /* May run inside OCaml's GC, on any thread: it calls nothing in OCaml. */
 extern void lwt_go_free_handle(uintptr_t h);

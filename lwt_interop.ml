@@ -5,13 +5,36 @@ let () = Callback.register_exception "lwt_interop.Go_error" (Go_error "")
 (* Called by stubs.c on behalf of Go, on the Lwt thread. *)
 
 external go_resolve : int -> 'b -> unit = "lwt_interop_resolve"
-external go_reject : int -> string -> unit = "lwt_interop_reject"
+external go_reject : int -> string -> bool -> unit = "lwt_interop_reject"
+
+(* The promises Go settled during its last entry, whose callbacks run once
+   Go has returned to OCaml: no Lwt callback runs inside a Go frame because
+   of Go (so a callback may call shutdown, or raise, freely). Every external
+   that enters Go is followed by [run_settled]. *)
+let settled : (unit -> unit) Queue.t = Queue.create ()
+
+let run_settled () =
+  while not (Queue.is_empty settled) do
+    (Queue.pop settled) ()
+  done
+
+let after_go f x =
+  match f x with
+  | r ->
+      run_settled ();
+      r
+  | exception e ->
+      run_settled ();
+      raise e
 
 (* The bridge's generation: a shutdown starts a new one, and a promise of
    an older one settling later must not reach Go (its call ids are reused). *)
 let generation = ref 0
 
-(* Cancellers of the Go→OCaml calls in flight that Go may cancel, by id. *)
+(* Cancellers of the Go→OCaml calls in flight that Go may cancel, by id.
+   A cancelled call's id is free for Go to reuse at once, even if its promise
+   ignores Lwt.cancel: the canceller first marks the call dead, so that a
+   late settlement never reaches Go. *)
 let cancellers : (unit -> unit) array ref = ref [||]
 let no_canceller () = ()
 
@@ -27,10 +50,14 @@ let clear_canceller id =
   if id < Array.length !cancellers then !cancellers.(id) <- no_canceller
 
 (* The exception of a function Go called, as text, with its backtrace if
-   OCaml records them (Printexc.record_backtrace): stubs.c reads it. *)
-exception Raised of string * string
+   OCaml records them (Printexc.record_backtrace), and whether it is a
+   Go_error (its text is then Go's, passed on unchanged, so that an error
+   crossing back and forth never grows): stubs.c reads it. *)
+exception Raised of string * string * bool
 
-let () = Callback.register_exception "lwt_interop.Raised" (Raised ("", ""))
+let () = Callback.register_exception "lwt_interop.Raised" (Raised ("", "", false))
+
+let exn_text = function Go_error m -> (m, true) | e -> (Printexc.to_string e, false)
 
 (* Go calls an OCaml closure: Some v if its promise is already resolved;
    None if it is pending, and then it settles Go's call [id] later. An
@@ -39,23 +66,32 @@ let call (f : 'a -> 'b Lwt.t) (arg : 'a) (id : int) (cancellable : bool) =
   match f arg with
   | exception e ->
       let bt = if Printexc.backtrace_status () then Printexc.get_backtrace () else "" in
-      raise (Raised (Printexc.to_string e, bt))
+      let text, from_go = exn_text e in
+      raise (Raised (text, bt, from_go))
   | p -> (
   match Lwt.state p with
   | Lwt.Return v -> Some v
-  | Lwt.Fail e -> raise (Raised (Printexc.to_string e, ""))
+  | Lwt.Fail e ->
+      let text, from_go = exn_text e in
+      raise (Raised (text, "", from_go))
   | Lwt.Sleep ->
       let gen = !generation in
-      if cancellable then set_canceller id (fun () -> Lwt.cancel p);
+      let live = ref true in
+      let reaches_go () = !live && !generation = gen in
+      if cancellable then
+        set_canceller id (fun () ->
+            live := false;
+            Lwt.cancel p);
       Lwt.on_any p
         (fun v ->
-          if !generation = gen then (
+          if reaches_go () then (
             if cancellable then clear_canceller id;
-            go_resolve id v))
+            after_go (go_resolve id) v))
         (fun e ->
-          if !generation = gen then (
+          if reaches_go () then (
             if cancellable then clear_canceller id;
-            go_reject id (Printexc.to_string e)));
+            let text, from_go = exn_text e in
+            after_go (go_reject id text) from_go));
       None)
 
 (* Go cancels call [id]: Lwt.cancel its promise. *)
@@ -68,16 +104,22 @@ let cancel id =
 let () =
   Callback.register "lwt_interop.call" call;
   Callback.register "lwt_interop.cancel" cancel;
-  Callback.register "lwt_interop.wakeup" Lwt.wakeup_later;
+  Callback.register "lwt_interop.wakeup" (fun u v -> Queue.push (fun () -> Lwt.wakeup_later u v) settled);
   Callback.register "lwt_interop.wakeup_exn" (fun u msg ->
-      Lwt.wakeup_later_exn u (Go_error msg))
+      Queue.push (fun () -> Lwt.wakeup_later_exn u (Go_error msg)) settled);
+  (* Allocates a string too large for the minor heap, for Go: an exception
+     (Out_of_memory) comes back to stubs.c as a value, never through Go. *)
+  Callback.register "lwt_interop.create_bytes" Bytes.create
 
 external c_init : unit -> Unix.file_descr = "lwt_interop_init"
 external c_shutdown : float -> unit = "lwt_interop_shutdown"
-external c_run_pending : unit -> unit = "lwt_interop_run_pending"
+external c_run_pending : unit -> bool = "lwt_interop_run_pending"
+external forked : unit -> bool = "lwt_interop_forked" [@@noalloc]
 
 (* The fd watch of the running bridge. *)
 let watch : (Lwt_engine.event * Unix.file_descr) option ref = ref None
+
+external on_lwt_thread : unit -> bool = "lwt_interop_on_lwt_thread" [@@noalloc]
 
 external c_register : string -> string -> string -> ('a -> 'b Lwt.t) -> bool -> unit
   = "lwt_interop_register"
@@ -86,14 +128,9 @@ external c_register : string -> string -> string -> ('a -> 'b Lwt.t) -> bool -> 
    Go: made again at every init. *)
 let registered : (string, unit -> unit) Hashtbl.t = Hashtbl.create 16
 
-let init () =
-  let fd = c_init () in
-  watch := Some (Lwt_engine.on_readable fd (fun _ -> c_run_pending ()), fd);
-  Hashtbl.iter (fun _ hand_over -> hand_over ()) registered
-
-let shutdown ?(grace = 1.) () = match !watch with Some _ -> c_shutdown grace | None -> ()
-
-(* Go shut the bridge down (from either side). *)
+(* The bridge stopped (shut down from either side, or found unusable in a
+   child process after fork): OCaml stops watching the fd and forgets the
+   calls in flight. *)
 let closed () =
   (match !watch with Some (ev, _) -> Lwt_engine.stop_event ev | None -> ());
   watch := None;
@@ -101,6 +138,21 @@ let closed () =
   cancellers := [||]
 
 let () = Callback.register "lwt_interop.closed" closed
+
+(* The fd's callback: false means that this is a child process after fork,
+   where Go's runtime is gone and the fd is the parent's. *)
+let on_notify _ = if not (after_go c_run_pending ()) then closed ()
+
+let init () =
+  let fd = c_init () in
+  watch := Some (Lwt_engine.on_readable fd on_notify, fd);
+  Hashtbl.iter (fun _ hand_over -> hand_over ()) registered
+
+let shutdown ?(grace = 1.) () =
+  match !watch with
+  | Some _ when forked () -> closed ()
+  | Some _ -> after_go c_shutdown grace
+  | None -> ()
 
 type 'a handle
 
@@ -149,15 +201,23 @@ let bind name (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b Lwt.t =
   let fn, kind = lookup name a b in
   if kind = kind_sync then fun x ->
     match (c_call_sync fn x : 'b) with
-    | v -> Lwt.return v
-    | exception e -> Lwt.fail e
+    | v ->
+        run_settled ();
+        Lwt.return v
+    | exception e ->
+        run_settled ();
+        Lwt.fail e
   else fun x ->
     let p, u = Lwt.task () in
     match c_call fn x u with
     | call ->
-        Lwt.on_cancel p (fun () -> c_cancel call);
+        (* Go cancels from any thread: never raises. *)
+        Lwt.on_cancel p (fun () -> after_go c_cancel call);
+        run_settled ();
         p
-    | exception e -> Lwt.fail e
+    | exception e ->
+        run_settled ();
+        Lwt.fail e
 
 let bind_sync name (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b =
   let fn, kind = lookup name a b in
@@ -167,14 +227,16 @@ let bind_sync name (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b =
          "Lwt_interop.bind_sync: %S is not a sync Go function (register it \
           with lwt.RegisterSync, or use bind)"
          name);
-  fun x -> c_call_sync fn x
+  fun x -> after_go (c_call_sync fn) x
 
 let register_as fn name (a : 'a Ty.t) (b : 'b Ty.t) (f : 'a -> 'b Lwt.t) sync =
+  if Option.is_some !watch && not (on_lwt_thread ()) then
+    failwith (Printf.sprintf "Lwt_interop.%s: called from a thread that is not the Lwt thread" fn);
   if Hashtbl.mem registered name then
     invalid_arg (Printf.sprintf "Lwt_interop.%s: %S is already registered" fn name);
   let hand_over () = c_register name a b f sync in
-  Hashtbl.replace registered name hand_over;
-  match !watch with Some _ -> hand_over () | None -> ()
+  (match !watch with Some _ -> hand_over () | None -> ());
+  Hashtbl.replace registered name hand_over
 
 let register name a b f = register_as "register" name a b f false
 
@@ -185,7 +247,7 @@ type stats = { roots : int; handles : int; jobs : int; tasks : int; calls : int;
 external go_stats : unit -> int * int * int * int * int * int = "lwt_interop_go_stats"
 
 let stats () =
-  let roots, handles, jobs, tasks, calls, stalls = go_stats () in
+  let roots, handles, jobs, tasks, calls, stalls =
+    if forked () then (0, 0, 0, 0, 0, 0) else go_stats ()
+  in
   { roots; handles; jobs; tasks; calls; stalls }
-
-external on_lwt_thread : unit -> bool = "lwt_interop_on_lwt_thread" [@@noalloc]

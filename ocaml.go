@@ -1,14 +1,13 @@
 package lwt
 
 /*
+#include <string.h>
 #include "ocaml_api.h"
 
 // The function table stubs.c registered at init, and the out-parameters of
 // ocaml_api.h. Lwt thread only.
 struct lwt_ocaml *lwt_api;
-lwt_value lwt_call_result;
-char *lwt_call_error;
-char *lwt_call_backtrace;
+struct lwt_call_out lwt_call_out;
 size_t lwt_out_len;
 
 static void lwt_set_api(struct lwt_ocaml *a) { lwt_api = a; }
@@ -17,6 +16,7 @@ import "C"
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -36,7 +36,7 @@ type Func[A, R any] struct {
 
 // closureCodec gives codecOf the OCaml type of the closure and a maker of
 // Funcs, which holds a closure on the Lwt thread.
-func (*Func[A, R]) closureCodec() (string, func(v value) any, error) {
+func (*Func[A, R]) closureCodec() (string, func(v value) (any, error), error) {
 	enc, err := codecOf[A]()
 	if err != nil {
 		return "", nil, err
@@ -45,8 +45,12 @@ func (*Func[A, R]) closureCodec() (string, func(v value) any, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	hold := func(v value) any {
-		return &Func[A, R]{root: newRootHandle(C.lwt_root_new(v)), enc: enc, dec: dec}
+	hold := func(v value) (any, error) {
+		root, err := newRootHandle(v)
+		if err != nil {
+			return nil, err
+		}
+		return &Func[A, R]{root: root, enc: enc, dec: dec}, nil
 	}
 	return "(" + enc.sig + " -> " + dec.sig + " Lwt.t)", hold, nil
 }
@@ -148,22 +152,28 @@ func (f *Func[A, R]) send(ctx context.Context, s settler, arg A) error {
 		}
 	case C.LWT_RESOLVED:
 		outCalls.take(id)
-		s.resolve(C.lwt_call_result)
+		s.resolve(C.lwt_call_out.result)
 	default:
 		outCalls.take(id)
-		e := &OCamlError{Exn: takeCString(C.lwt_call_error), Backtrace: takeCString(C.lwt_call_backtrace)}
-		s.reject(e)
+		out := &C.lwt_call_out
+		s.reject(&OCamlError{
+			Exn:       takeCString(out.error, out.error_len),
+			Backtrace: takeCString(out.backtrace, C.strlen(out.backtrace)),
+			fromGo:    out.from_go != 0,
+		})
+		out.error, out.backtrace = nil, nil
 	}
 	return nil
 }
 
-// takeCString returns the C string p as Go's, "" for NULL, and frees it.
-func takeCString(p *C.char) string {
+// takeCString returns the n bytes at p as a Go string, "" for NULL, and
+// frees p.
+func takeCString(p *C.char, n C.size_t) string {
 	if p == nil {
 		return ""
 	}
 	defer C.free(unsafe.Pointer(p))
-	return C.GoString(p)
+	return C.GoStringN(p, C.int(n))
 }
 
 func boolInt(b bool) C.int {
@@ -303,15 +313,29 @@ func (c *taskCall[R]) finish(v R, err error) {
 	c.t.wake(c.seq)
 }
 
-// cancelOutCall settles call s with err and cancels its Lwt promise. The
-// call keeps its id until OCaml settles it (a promise that ignores
-// Lwt.cancel may still resolve later), so that the id cannot be reused
-// meanwhile; that late result is then dropped. Lwt thread only.
+// cancelOutCall settles call s with err and cancels its Lwt promise. OCaml
+// marks the call dead before Lwt.cancel, so that a promise that ignores
+// Lwt.cancel (an Lwt.wait one) and settles later reaches Go no more: the id
+// is free at once. Lwt thread only.
 func cancelOutCall(s settler, err error) {
 	id := s.state().id
 	if id < len(outCalls.slots) && outCalls.slots[id] == s {
 		s.abandon(err)
 		C.lwt_cancel(C.intptr_t(id))
+		outCalls.take(id)
+	}
+}
+
+// errSettledOffThread fails a Go→OCaml call whose promise was settled on a
+// thread other than the Lwt thread: its value cannot be handed over there.
+var errSettledOffThread = errors.New("lwt: the OCaml promise was settled on a thread that is not the Lwt thread " +
+	"(Lwt is not thread-safe: settle it on the Lwt thread, e.g. with Lwt_preemptive.run_in_main)")
+
+// failOffThread fails call id, settled by OCaml on another thread. Lwt
+// thread only.
+func failOffThread(id int) {
+	if s := outCalls.take(id); s != nil {
+		s.abandon(errSettledOffThread)
 	}
 }
 
@@ -379,15 +403,19 @@ type rootHandle struct {
 	pinned bool // owned by the registry of named OCaml functions: freed at shutdown only
 }
 
-// newRootHandle takes ownership of r. Lwt thread only.
-func newRootHandle(r C.lwt_root) *rootHandle {
+// newRootHandle roots the OCaml value v. Lwt thread only.
+func newRootHandle(v value) (*rootHandle, error) {
+	r := C.lwt_root_new(v)
+	if r == nil {
+		return nil, errors.New("lwt: out of memory rooting an OCaml value")
+	}
 	cell := &rootCell{root: r}
 	roots[cell] = struct{}{}
 	rootsLive.Add(1)
 	h := &rootHandle{cell: cell, l: current.Load()}
 	l := h.l
 	runtime.AddCleanup(h, func(c *rootCell) { l.post(func() { c.free() }) }, cell)
-	return h
+	return h, nil
 }
 
 // usable returns nil if the root may be used now. Lwt thread only.
@@ -484,7 +512,10 @@ func registerNamed(name, argSig, retSig string, fn value, sync bool) error {
 	if named.funcs == nil {
 		named.funcs = make(map[string]namedFunc)
 	}
-	root := newRootHandle(C.lwt_root_new(fn))
+	root, err := newRootHandle(fn)
+	if err != nil {
+		return err
+	}
 	root.pinned = true
 	named.funcs[name] = namedFunc{argSig: argSig, retSig: retSig, sync: sync, root: root}
 	return nil

@@ -12,21 +12,18 @@
 #include "lwt_interop.h"
 
 extern struct lwt_ocaml *lwt_api;
-extern lwt_value lwt_call_result; /* an already settled promise's value */
-extern char *lwt_call_error;      /* or its exception, malloc'd */
-extern char *lwt_call_backtrace;  /* and the backtrace, malloc'd or NULL */
+extern struct lwt_call_out lwt_call_out; /* what api->call settled with at once */
 extern size_t lwt_out_len;
 
 static inline lwt_root lwt_root_new(lwt_value v) { return lwt_api->root_new(v); }
 static inline void lwt_root_free(lwt_root r) { lwt_api->root_free(r); }
 static inline lwt_value lwt_root_get(lwt_root r) { return lwt_api->root_get(r); }
-static inline lwt_value lwt_new_handle(uintptr_t h) { return lwt_api->new_handle(h); }
+static inline lwt_value lwt_new_handle(uintptr_t h, size_t mem) { return lwt_api->new_handle(h, mem); }
 static inline uintptr_t lwt_handle_id(lwt_value v) { return lwt_api->handle_id(v); }
 
 static inline int lwt_call(lwt_root fn, lwt_value arg, intptr_t id, int cancellable)
 {
-  return lwt_api->call(fn, arg, id, cancellable, &lwt_call_result, &lwt_call_error,
-                       &lwt_call_backtrace);
+  return lwt_api->call(fn, arg, id, cancellable, &lwt_call_out);
 }
 static inline void lwt_cancel(intptr_t id) { lwt_api->cancel(id); }
 static inline void lwt_wakeup(intptr_t resolver, lwt_value v) { lwt_api->wakeup(resolver, v); }

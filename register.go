@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,7 @@ func (k kind) String() string {
 // goFunc is a Go function registered for OCaml to bind by name.
 type goFunc struct {
 	name           string
+	holder         string // names it in the watchdog's report
 	kind           kind
 	argSig, retSig string
 	// start begins an asynchronous call on the Lwt thread: it decodes arg
@@ -38,6 +40,8 @@ type goFunc struct {
 	// recovers its panics.
 	call func(arg value) (value, error)
 }
+
+var errGoexit = errors.New("lwt: the Go function called runtime.Goexit")
 
 // registry holds the registered functions. Lookups by id, on every call
 // from OCaml, read an immutable snapshot without locking.
@@ -79,7 +83,8 @@ func register[A, R any](name string, k kind, fn func(context.Context, A) (R, err
 	if err != nil {
 		return fmt.Errorf("lwt: registering %q: %w", name, err)
 	}
-	g := &goFunc{name: name, kind: k, argSig: dec.sig, retSig: enc.sig}
+	g := &goFunc{name: name, kind: k, argSig: dec.sig, retSig: enc.sig,
+		holder: fmt.Sprintf("the %s function %q", k, name)}
 	settle := func(c *inCall, r R, err error) {
 		if err == nil {
 			var v value
@@ -98,7 +103,7 @@ func register[A, R any](name string, k kind, fn func(context.Context, A) (R, err
 		}
 		run := func() (R, error) { return fn(c.ctx, a) }
 		if k == kindTask {
-			t := &task{ctx: c.ctx}
+			t := &task{ctx: c.ctx, name: g.holder}
 			t.body = func() {
 				r, err := recovered(run)
 				t.stopWatching()
@@ -109,8 +114,10 @@ func register[A, R any](name string, k kind, fn func(context.Context, A) (R, err
 			return
 		}
 		go func() {
-			r, err := recovered(run)
-			c.l.post(func() { settle(c, r, err) })
+			var r R
+			err := errGoexit // unless recovered returns: fn called runtime.Goexit
+			defer func() { c.l.post(func() { settle(c, r, err) }) }()
+			r, err = recovered(run)
 		}()
 	}
 	g.call = func(arg value) (value, error) { // its caller recovers panics

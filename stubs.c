@@ -36,9 +36,14 @@
 static pthread_t lwt_thread;
 static int started;
 
+/* Set in a child process made by fork after init: Go's runtime does not
+ * survive fork (its threads are gone), so the child must not call Go. */
+static volatile int forked;
+static void on_fork_child(void) { forked = 1; }
+
 /* OCaml functions registered by lwt_interop.ml (Callback.register). */
 static const value *call_closure, *cancel_closure, *closed_closure, *wakeup_closure,
-    *wakeup_exn_closure, *go_error_exn, *raised_exn;
+    *wakeup_exn_closure, *create_bytes_closure, *go_error_exn, *raised_exn;
 
 static const value *named(const char *name)
 {
@@ -63,10 +68,15 @@ static void raise_go_error(char *msg)
   CAMLnoreturn;
 }
 
+static int on_lwt_thread(void) { return started && pthread_equal(pthread_self(), lwt_thread); }
+
 static void check_thread(const char *what)
 {
   if (!started)
     caml_failwith("Lwt_interop: not initialised (call Lwt_interop.init first)");
+  if (forked)
+    caml_failwith("Lwt_interop: unusable in a child process made by fork (Go's runtime does not "
+                  "survive fork): use the bridge in the parent, or exec");
   if (!pthread_equal(pthread_self(), lwt_thread)) {
     char msg[160];
     snprintf(msg, sizeof msg, "Lwt_interop.%s: called from a thread that is not the Lwt thread", what);
@@ -74,11 +84,37 @@ static void check_thread(const char *what)
   }
 }
 
-/* ---- The function table Go calls OCaml through ---------------------------- */
+/* ---- The function table Go calls OCaml through ----------------------------
+ *
+ * No OCaml exception may unwind through Go's frames. These functions run
+ * OCaml code only through caml_callback*_exn, and an allocation that can
+ * raise (Out_of_memory, when the major heap cannot grow) goes through
+ * alloc_bytes: what fails comes back to Go as 0 or NULL. Allocations in the
+ * minor heap cannot raise (OCaml's own minor GC treats a failure to grow
+ * the major heap as fatal), nor can a malloc of a few bytes in practice. */
+
+/* A string of len bytes, uninitialised, or 0 if OCaml cannot allocate it. */
+static value alloc_bytes(size_t len)
+{
+  if (len < Max_young_wosize * sizeof(value))
+    return caml_alloc_string(len);
+  value res = caml_callback_exn(*create_bytes_closure, Val_long(len));
+  return Is_exception_result(res) ? 0 : res;
+}
+
+static value copy_bytes(const char *p, size_t len)
+{
+  value v = alloc_bytes(len);
+  if (v != 0)
+    memcpy(Bytes_val(v), p, len);
+  return v;
+}
 
 static lwt_root api_root_new(lwt_value v)
 {
-  value *r = caml_stat_alloc(sizeof *r);
+  value *r = caml_stat_alloc_noexc(sizeof *r);
+  if (r == NULL)
+    return NULL;
   *r = v;
   caml_register_generational_global_root(r);
   return (lwt_root)r;
@@ -113,9 +149,11 @@ static struct custom_operations handle_ops = {
   custom_fixed_length_default,
 };
 
-static lwt_value api_new_handle(uintptr_t h)
+/* mem is the Go value's size, as Go estimates it: OCaml's GC speeds up with
+ * the Go memory its handles keep alive, as it does for bigarrays. */
+static lwt_value api_new_handle(uintptr_t h, size_t mem)
 {
-  value v = caml_alloc_custom(&handle_ops, sizeof h, 0, 1);
+  value v = caml_alloc_custom_mem(&handle_ops, sizeof h, mem);
   *handle_data(v) = h;
   return (lwt_value)v;
 }
@@ -135,28 +173,45 @@ static void report_exn(const char *where, value res)
   caml_stat_free(msg);
 }
 
+/* A malloc'd copy of the OCaml string v, NUL-terminated, NULL if out of
+ * memory; its length in *len. */
+static char *dup_string(value v, size_t *len)
+{
+  *len = caml_string_length(v);
+  char *p = malloc(*len + 1);
+  if (p != NULL) {
+    memcpy(p, String_val(v), *len);
+    p[*len] = 0;
+  }
+  return p;
+}
+
 static int api_call(lwt_root fn, lwt_value arg, intptr_t id, int cancellable,
-                    lwt_value *result, char **error, char **backtrace)
+                    struct lwt_call_out *out)
 {
   value args[4] = {*(value *)fn, (value)arg, Val_long(id), Val_bool(cancellable)};
   value res = caml_callbackN_exn(*call_closure, 4, args);
   if (Is_exception_result(res)) {
     value exn = Extract_exception(res);
-    *backtrace = NULL;
+    size_t unused;
+    out->backtrace = NULL;
+    out->from_go = 0;
     if (Tag_val(exn) == 0 && Field(exn, 0) == *raised_exn) {
-      *error = strdup(String_val(Field(exn, 1)));
+      out->error = dup_string(Field(exn, 1), &out->error_len);
       if (caml_string_length(Field(exn, 2)) > 0)
-        *backtrace = strdup(String_val(Field(exn, 2)));
+        out->backtrace = dup_string(Field(exn, 2), &unused);
+      out->from_go = Bool_val(Field(exn, 3));
     } else { /* raised by lwt_interop.ml itself: Out_of_memory, Stack_overflow */
       char *msg = caml_format_exception(exn);
-      *error = strdup(msg);
+      out->error_len = strlen(msg);
+      out->error = strdup(msg);
       caml_stat_free(msg);
     }
     return LWT_REJECTED;
   }
   if (Is_long(res)) /* None */
     return LWT_PENDING;
-  *result = (lwt_value)Field(res, 0);
+  out->result = (lwt_value)Field(res, 0);
   return LWT_RESOLVED;
 }
 
@@ -236,17 +291,20 @@ static void api_wakeup_exn(intptr_t resolver, const char *msg, size_t len)
   CAMLparam0();
   CAMLlocal3(u, s, res);
   u = take_resolver(resolver);
-  s = caml_alloc_initialized_string(len, msg);
+  s = copy_bytes(msg, len);
+  if (s == 0) {
+    char short_msg[120];
+    snprintf(short_msg, sizeof short_msg,
+             "lwt: a Go error of %zu bytes that OCaml could not allocate (Out_of_memory)", len);
+    s = caml_copy_string(short_msg);
+  }
   res = caml_callback2_exn(*wakeup_exn_closure, u, s);
   if (Is_exception_result(res))
     report_exn("Lwt.wakeup_later_exn", res);
   CAMLreturn0;
 }
 
-static lwt_value api_copy_string(const char *p, size_t len)
-{
-  return (lwt_value)caml_alloc_initialized_string(len, p);
-}
+static lwt_value api_copy_string(const char *p, size_t len) { return (lwt_value)copy_bytes(p, len); }
 
 static const char *api_string_data(lwt_value v, size_t *len)
 {
@@ -259,7 +317,8 @@ static double api_double_val(lwt_value v) { return Double_val((value)v); }
 
 /* Compound values: the buffer format and type codes are in values.go. Go
  * made the type code (not NUL-terminated: the walk ends with the type) and
- * any buffer it hands over, so both are well formed. */
+ * any buffer it hands over, so both are well formed. build returns 0 when
+ * OCaml cannot allocate a string of the value. */
 
 static const char *skip_type(const char *code)
 {
@@ -306,7 +365,7 @@ static value build(const char *code, const unsigned char **p)
   case 's':
   case 'y': {
     int64_t n = read_i64(p);
-    v = caml_alloc_initialized_string(n, (const char *)*p);
+    v = copy_bytes((const char *)*p, n);
     *p += n;
     break;
   }
@@ -315,6 +374,8 @@ static value build(const char *code, const unsigned char **p)
       v = Val_int(0); /* None */
     } else {
       x = build(code + 1, p);
+      if (x == 0)
+        CAMLreturn(0);
       v = caml_alloc_small(1, 0);
       Field(v, 0) = x;
     }
@@ -324,6 +385,8 @@ static value build(const char *code, const unsigned char **p)
     v = Val_emptylist;
     for (int64_t i = 0; i < n; i++) {
       x = build(code + 1, p);
+      if (x == 0)
+        CAMLreturn(0);
       y = caml_alloc_small(2, Tag_cons);
       Field(y, 0) = x;
       Field(y, 1) = Val_emptylist;
@@ -337,7 +400,11 @@ static value build(const char *code, const unsigned char **p)
   }
   case 'p':
     x = build(code + 1, p);
+    if (x == 0)
+      CAMLreturn(0);
     y = build(skip_type(code + 1), p);
+    if (y == 0)
+      CAMLreturn(0);
     v = caml_alloc_small(2, 0);
     Field(v, 0) = x;
     Field(v, 1) = y;
@@ -465,13 +532,23 @@ value lwt_interop_init(value unit)
 {
   char *err = NULL;
   (void)unit;
+  static int atfork_set;
+  if (forked)
+    check_thread("init");
   if (started && !pthread_equal(pthread_self(), lwt_thread))
     caml_failwith("Lwt_interop.init: already initialised on another thread");
+  if (!atfork_set) {
+    int rc = pthread_atfork(NULL, NULL, on_fork_child);
+    if (rc != 0)
+      caml_failwith(strerror(rc));
+    atfork_set = 1;
+  }
   call_closure = named("lwt_interop.call");
   cancel_closure = named("lwt_interop.cancel");
   closed_closure = named("lwt_interop.closed");
   wakeup_closure = named("lwt_interop.wakeup");
   wakeup_exn_closure = named("lwt_interop.wakeup_exn");
+  create_bytes_closure = named("lwt_interop.create_bytes");
   go_error_exn = named("lwt_interop.Go_error");
   raised_exn = named("lwt_interop.Raised");
   int fd = lwt_go_init(&api, &err);
@@ -496,11 +573,20 @@ value lwt_interop_shutdown(value grace)
   return Val_unit;
 }
 
+/* The notifier's fd is readable. Returns false in a child process after
+ * fork, whose OCaml side then stops watching the fd (the parent's). */
 value lwt_interop_run_pending(value unit)
 {
   (void)unit;
-  lwt_go_run_pending();
-  return Val_unit;
+  if (forked)
+    return Val_false;
+  if (!on_lwt_thread())
+    caml_failwith("Lwt_interop: Lwt_main.run runs on a thread that is not the Lwt thread (the "
+                  "one that called Lwt_interop.init); Go's jobs run only there");
+  if (lwt_go_run_pending() != 0)
+    caml_failwith("Lwt_interop: Lwt_main.run inside OCaml code called by Go cannot run Go's "
+                  "work (Go waits for that code to return); return a promise instead");
+  return Val_true;
 }
 
 value lwt_interop_lookup(value name, value arg_sig, value ret_sig)
@@ -563,23 +649,46 @@ value lwt_interop_call_sync(value fn, value arg)
   CAMLreturn(result);
 }
 
+/* Lwt.cancel of a Go call's promise: from any thread, and never raises (it
+ * runs as an Lwt.on_cancel callback). Off the Lwt thread, Go posts the
+ * cancel to the Lwt thread. */
 value lwt_interop_cancel(value call)
 {
-  check_thread("cancel");
-  lwt_go_cancel(Long_val(call));
+  if (started && !forked)
+    lwt_go_cancel(Long_val(call), on_lwt_thread());
   return Val_unit;
 }
 
+/* A promise of an OCaml function that Go called settled: on the Lwt thread,
+ * Go's call gets its result. Woken on another thread (Lwt.wakeup from a
+ * Thread), the value cannot be handed over, and Go's call fails with an
+ * error saying so. These run as Lwt callbacks: they never raise. */
 value lwt_interop_resolve(value id, value v)
 {
-  lwt_go_resolve(Long_val(id), (lwt_value)v);
+  if (forked || !started)
+    return Val_unit;
+  if (on_lwt_thread())
+    lwt_go_resolve(Long_val(id), (lwt_value)v);
+  else
+    lwt_go_settled_off_thread(Long_val(id));
   return Val_unit;
 }
 
-value lwt_interop_reject(value id, value msg)
+value lwt_interop_reject(value id, value msg, value from_go)
 {
-  lwt_go_reject(Long_val(id), (char *)String_val(msg), caml_string_length(msg));
+  if (forked || !started)
+    return Val_unit;
+  if (on_lwt_thread())
+    lwt_go_reject(Long_val(id), (char *)String_val(msg), caml_string_length(msg), Bool_val(from_go));
+  else
+    lwt_go_settled_off_thread(Long_val(id));
   return Val_unit;
+}
+
+value lwt_interop_forked(value unit)
+{
+  (void)unit;
+  return Val_bool(forked);
 }
 
 value lwt_interop_go_stats(value unit)
@@ -587,7 +696,8 @@ value lwt_interop_go_stats(value unit)
   CAMLparam1(unit);
   CAMLlocal1(arr);
   int64_t out[6] = {0};
-  lwt_go_stats(out, 6);
+  if (!forked)
+    lwt_go_stats(out, 6);
   arr = caml_alloc_tuple(6);
   for (int i = 0; i < 6; i++)
     Store_field(arr, i, Val_long(out[i]));
@@ -597,7 +707,7 @@ value lwt_interop_go_stats(value unit)
 value lwt_interop_on_lwt_thread(value unit)
 {
   (void)unit;
-  return Val_bool(started && pthread_equal(pthread_self(), lwt_thread));
+  return Val_bool(on_lwt_thread());
 }
 
 /* ---- Timer slack ----------------------------------------------------------
@@ -671,13 +781,34 @@ static int ocaml_stack_fault(siginfo_t *info, void *uc)
 #endif
 }
 
+/* OCaml 4.10 to 4.13 on amd64 raise Stack_overflow straight from the
+ * signal handler, and the raise reloads the allocation pointer from
+ * Caml_state->young_ptr, which native code updates only when it calls C:
+ * what OCaml code allocated in the minor heap since its last C call is then
+ * allocated again, over live values (plain OCaml 4.13 corrupts its heap so,
+ * without this library). The allocation pointer of the interrupted code is
+ * in r15: store it where the raise reads it, as OCaml 4.09 did
+ * (CONTEXT_YOUNG_PTR). 4.14 returns from the handler instead. */
+static void save_allocation_pointer(void *uc)
+{
+#if OCAML_VERSION_MAJOR == 4 && OCAML_VERSION_MINOR >= 10 && OCAML_VERSION_MINOR < 14 && \
+    defined(__x86_64__)
+  Caml_state->young_ptr = (value *)((ucontext_t *)uc)->uc_mcontext.gregs[REG_R15];
+#else
+  (void)uc;
+#endif
+}
+
 /* Installed with OCaml's mask and flags: OCaml's handler raises
  * Stack_overflow straight out of the handler, so the handler must not block
  * anything that would then stay blocked. Go's handler returns, and wants
  * every signal blocked while it runs: we block them around it. */
 static void segv_dispatch(int sig, siginfo_t *info, void *uc)
 {
-  const struct sigaction *h = ocaml_stack_fault(info, uc) ? &segv.program : &segv.go;
+  int ocaml_fault = ocaml_stack_fault(info, uc);
+  const struct sigaction *h = ocaml_fault ? &segv.program : &segv.go;
+  if (ocaml_fault)
+    save_allocation_pointer(uc);
   if (h == &segv.go && (h->sa_flags & SA_SIGINFO)) {
     sigset_t saved;
     pthread_sigmask(SIG_SETMASK, &h->sa_mask, &saved);

@@ -33,12 +33,26 @@ const (
 	maxOCamlInt = math.MaxInt64 >> 1
 )
 
-func valInt(n int64) value      { return value(n<<1 | 1) }
-func intVal(v value) int64      { return int64(v) >> 1 }
-func copyString(s string) value { return C.lwt_copy_string(s) }
+func valInt(n int64) value { return value(n<<1 | 1) }
+func intVal(v value) int64 { return int64(v) >> 1 }
 
-func copyBytes(b []byte) value {
-	return C.lwt_copy_bytes(unsafe.Pointer(unsafe.SliceData(b)), C.size_t(len(b)))
+// errAlloc reports an OCaml allocation that failed (Out_of_memory).
+func errAlloc(what string, n int) error {
+	return fmt.Errorf("lwt: OCaml could not allocate %s of %d bytes (Out_of_memory)", what, n)
+}
+
+func copyString(s string) (value, error) {
+	if v := C.lwt_copy_string(s); v != 0 {
+		return v, nil
+	}
+	return 0, errAlloc("a string", len(s))
+}
+
+func copyBytes(b []byte) (value, error) {
+	if v := C.lwt_copy_bytes(unsafe.Pointer(unsafe.SliceData(b)), C.size_t(len(b))); v != 0 {
+		return v, nil
+	}
+	return 0, errAlloc("a bytes", len(b))
 }
 
 // stringData is the content of an OCaml string or bytes, in OCaml's heap:
@@ -83,11 +97,9 @@ func codecOf[T any]() (*codec[T], error) {
 		return scalar[T]("float", func(v value) float64 { return float64(C.lwt_double_val(v)) },
 			func(x float64) (value, error) { return C.lwt_copy_double(C.double(x)), nil }), nil
 	case *string:
-		return scalar[T]("string", stringVal,
-			func(s string) (value, error) { return copyString(s), nil }), nil
+		return scalar[T]("string", stringVal, copyString), nil
 	case *[]byte:
-		return scalar[T]("bytes", bytesVal,
-			func(b []byte) (value, error) { return copyBytes(b), nil }), nil
+		return scalar[T]("bytes", bytesVal, copyBytes), nil
 	case **Value:
 		return any(valueCodec).(*codec[T]), nil
 	}
@@ -101,8 +113,15 @@ func codecOf[T any]() (*codec[T], error) {
 			return nil, err
 		}
 		return &codec[T]{
-			sig:    sig,
-			decode: func(v value) (T, error) { return hold(v).(T), nil },
+			sig: sig,
+			decode: func(v value) (T, error) {
+				f, err := hold(v)
+				if err != nil {
+					var zero T
+					return zero, err
+				}
+				return f.(T), nil
+			},
 			encode: func(T) (value, error) {
 				return 0, fmt.Errorf("lwt: a Go %T cannot be passed back to OCaml", zero)
 			},
@@ -145,7 +164,7 @@ func encodeInt(n int64) (value, error) {
 // closureType is implemented by *Func[A, R], so that codecOf can build
 // codecs for closure types without reflection.
 type closureType interface {
-	closureCodec() (sig string, hold func(v value) any, err error)
+	closureCodec() (sig string, hold func(v value) (any, error), err error)
 }
 
 // Handle is a Go value that OCaml holds without seeing inside it: an
@@ -175,9 +194,43 @@ func (Handle[T]) handleCodec() any {
 		},
 		encode: func(h Handle[T]) (value, error) {
 			handlesLive.Add(1)
-			return C.lwt_new_handle(C.uintptr_t(cgo.NewHandle(h.Value))), nil
+			mem := C.size_t(approxSize(reflect.ValueOf(&h.Value).Elem(), 2))
+			return C.lwt_new_handle(C.uintptr_t(cgo.NewHandle(h.Value)), mem), nil
 		},
 	}
+}
+
+// approxSize estimates the memory that v keeps alive, following pointers,
+// slices, strings, maps and interfaces depth levels deep: what a handle
+// tells OCaml's GC, so that dropped handles of large Go values are
+// collected soon (OCaml's GC speeds up with it, as for bigarrays).
+func approxSize(v reflect.Value, depth int) uintptr {
+	size := v.Type().Size()
+	if depth == 0 {
+		return size
+	}
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			size += approxSize(v.Elem(), depth-1)
+		}
+	case reflect.String:
+		size += uintptr(v.Len())
+	case reflect.Slice:
+		size += uintptr(v.Cap()) * v.Type().Elem().Size()
+		if v.Type().Elem().Kind() != reflect.Uint8 {
+			for i := range min(v.Len(), 64) { // a sample: handles of huge slices are rare
+				size += approxSize(v.Index(i), depth-1) - v.Type().Elem().Size()
+			}
+		}
+	case reflect.Map:
+		size += uintptr(v.Len()) * (v.Type().Key().Size() + v.Type().Elem().Size())
+	case reflect.Struct:
+		for i := range v.NumField() {
+			size += approxSize(v.Field(i), depth-1) - v.Field(i).Type().Size()
+		}
+	}
+	return size
 }
 
 // freeHandle deletes a handle that OCaml's GC collected.
@@ -199,7 +252,11 @@ func (v *Value) Release() { v.root.release() }
 var valueCodec = &codec[*Value]{
 	sig: "opaque",
 	decode: func(v value) (*Value, error) {
-		return &Value{root: newRootHandle(C.lwt_root_new(v))}, nil
+		root, err := newRootHandle(v)
+		if err != nil {
+			return nil, err
+		}
+		return &Value{root: root}, nil
 	},
 	encode: func(x *Value) (value, error) {
 		if x == nil {
@@ -232,7 +289,10 @@ func compound[T any](w *wire) *codec[T] {
 			if err != nil {
 				return 0, err
 			}
-			return C.lwt_build(w.code, unsafe.Pointer(unsafe.SliceData(b))), nil
+			if v := C.lwt_build(w.code, unsafe.Pointer(unsafe.SliceData(b))); v != 0 {
+				return v, nil
+			}
+			return 0, errAlloc("a "+w.sig, len(b))
 		},
 	}
 }

@@ -1,0 +1,131 @@
+package lwt
+
+// The watchdog: a goroutine that reports the Lwt thread held by one call
+// into Go (a loop task or sync function that blocks stalls the whole Lwt
+// loop). It runs on Go's threads and reads only the atomics below, which
+// the Lwt thread writes on its way into and out of each outermost entry.
+//
+// A report must be true on an overloaded machine too: the time the Lwt
+// thread spent waiting for a CPU (Linux's schedstat run-queue wait) is not
+// counted. And an idle bridge must cost nothing: after stallAfter*2 without
+// an entry the watchdog stops ticking until the next entry rouses it.
+
+import (
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+)
+
+// stallAfter is how long the Lwt thread may be held by Go code in one entry
+// before the watchdog reports it.
+const stallAfter = 100 * time.Millisecond
+
+var stallsSeen atomic.Int64
+
+type watchdog struct {
+	entries atomic.Uint64 // bumped on the way into and out of an outermost entry: odd inside
+	idle    atomic.Bool   // the watchdog sleeps until an entry rouses it
+	rouse   chan struct{} // capacity 1
+	stop    chan struct{} // closed to stop the watchdog
+	holder  atomic.Pointer[string]
+	tid     int // the Lwt thread's id, for its scheduler statistics
+}
+
+func newWatchdog() *watchdog {
+	return &watchdog{rouse: make(chan struct{}, 1), stop: make(chan struct{}), tid: threadID()}
+}
+
+// Held by the current entry, for the report; set by the Lwt thread.
+var (
+	holderJob = "a job posted to the Lwt thread (Post, OnLoop, Then, a settled call)"
+)
+
+// enter and exit bracket an outermost entry; Lwt thread only.
+func (w *watchdog) enter() {
+	w.holder.Store(nil)
+	w.entries.Add(1)
+	if w.idle.Load() && w.idle.CompareAndSwap(true, false) {
+		select {
+		case w.rouse <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (w *watchdog) exit() { w.entries.Add(1) }
+
+// hold names what runs now and returns what ran before, for exit to put
+// back: w.hold(w.hold(&name)) brackets the run of name. Lwt thread only.
+func (w *watchdog) hold(what *string) *string { return w.holder.Swap(what) }
+
+// stopWatching stops the watchdog, once. Lwt thread only.
+func (w *watchdog) stopWatching() {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+}
+
+// run reports, once per entry, an outermost entry that has held the Lwt
+// thread for stallAfter: it samples every stallAfter/4 and times from its
+// own first sighting, so a late tick never makes a short entry look long.
+func (w *watchdog) run() {
+	const period = stallAfter / 4
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	var seen, reported, last uint64
+	var since time.Time
+	var waited time.Duration
+	quiet := 0
+	for {
+		select {
+		case <-w.stop:
+			return
+		case now := <-tick.C:
+			n := w.entries.Load()
+			if n%2 == 0 {
+				if n != last {
+					last, quiet = n, 0
+					continue
+				}
+				if quiet++; quiet < 8 {
+					continue
+				}
+				w.idle.Store(true)
+				if w.entries.Load() == n { // no entry began since: sleep
+					tick.Stop()
+					select {
+					case <-w.rouse:
+					case <-w.stop:
+						return
+					}
+					tick.Reset(period)
+				}
+				w.idle.Store(false)
+				quiet = 0
+				continue
+			}
+			quiet = 0
+			if n != seen {
+				seen, since, waited = n, now, runQueueWait(w.tid)
+				continue
+			}
+			if n == reported {
+				continue
+			}
+			held := now.Sub(since) - (runQueueWait(w.tid) - waited)
+			if held >= stallAfter {
+				reported = n
+				stallsSeen.Add(1)
+				what := "Go code"
+				if h := w.holder.Load(); h != nil {
+					what = *h
+				}
+				fmt.Fprintf(os.Stderr, "lwt: the Lwt thread has been held for over %v by one call into Go, "+
+					"not counting time it waited for a CPU: %s blocks the Lwt loop\n", stallAfter, what)
+			}
+		}
+	}
+}
