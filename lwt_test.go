@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -523,7 +524,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	build := exec.Command("dune", "build", "--build-dir", buildDir,
-		"test/test_lwt_interop.exe", "test/test_reliability.exe", "test/seed.exe")
+		"test/test_lwt_interop.exe", "test/test_reliability.exe", "test/seed.exe", "test/cases.exe")
 	build.Env = os.Environ()
 	if notifierKind == "self-pipe" {
 		build.Env = append(build.Env, "GOFLAGS=-tags=lwt_selfpipe")
@@ -548,6 +549,8 @@ func TestEndToEnd(t *testing.T) {
 			t.Logf("%s", out)
 		})
 	}
+
+	t.Run("cases", func(t *testing.T) { runCases(t, filepath.Join(bin, "cases.exe")) })
 
 	t.Run("seed", func(t *testing.T) {
 		tsv := filepath.Join(t.TempDir(), "seed.tsv")
@@ -604,6 +607,115 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("the example printed\n%s\nthe README says\n%s", out, want)
 		}
 	})
+}
+
+// endToEndCases are the cases of test/cases.ml, each run in a process of its
+// own: each must print "ok", but those whose documented outcome is the end
+// of the process, which must end with crash in their output.
+var endToEndCases = []struct{ name, crash string }{
+	{"stack_overflow_heap", ""},
+	{"error_chain", ""},
+	{"wake_off_thread", ""},
+	{"goexit_goroutine", ""},
+	{"goexit_task", "fatal error: runtime.Goexit called in a thread that was not created by the Go runtime"},
+	{"goexit_sync", "fatal error: runtime.Goexit called in a thread that was not created by the Go runtime"},
+	{"deadlines", ""},
+	{"alloc_failure", ""},
+	{"dropped_handles", ""},
+	{"fork", ""},
+	{"nested_run", ""},
+	{"register_off_thread", ""},
+	{"nul_in_exception", ""},
+	{"cancel_off_thread", ""},
+	{"shutdown_in_callback", ""},
+	{"idle_cost", ""},
+}
+
+func runCases(t *testing.T, exe string) {
+	listed, err := exec.Command(exe, "list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range endToEndCases {
+		names = append(names, c.name)
+	}
+	if got := strings.Fields(string(listed)); strings.Join(got, " ") != strings.Join(names, " ") {
+		t.Fatalf("test/cases.ml has the cases %v, this table %v", got, names)
+	}
+	for _, c := range endToEndCases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, exe, c.name).CombinedOutput()
+			switch {
+			case ctx.Err() != nil:
+				t.Fatalf("hung:\n%s", out)
+			case c.crash == "" && err != nil:
+				t.Fatalf("%v\n%s", err, out)
+			case c.crash == "" && !strings.Contains(string(out), "ok"):
+				t.Fatalf("no ok:\n%s", out)
+			case c.crash != "" && (err == nil || !strings.Contains(string(out), c.crash)):
+				t.Fatalf("want the process to end with %q, got %v:\n%.2000s", c.crash, err, out)
+			}
+			t.Logf("%.300s", out)
+		})
+	}
+}
+
+// offThreadCoverage says, for each external of lwt_interop.ml, what happens
+// when it runs on a thread other than the Lwt thread (or in a child after
+// fork), and which test shows it: a new external must say too.
+var offThreadCoverage = map[string]string{
+	"lwt_interop_init":          "Failure: already initialised on another thread (test_lwt_interop: other thread)",
+	"lwt_interop_shutdown":      "Failure naming it (test_lwt_interop: other thread)",
+	"lwt_interop_run_pending":   "Failure: Lwt_main.run on another thread (test_lwt_interop: other thread)",
+	"lwt_interop_lookup":        "Failure naming bind (test_lwt_interop: other thread)",
+	"lwt_interop_register":      "Failure, nothing kept (cases: register_off_thread)",
+	"lwt_interop_call":          "Failure naming call (test_lwt_interop: other thread)",
+	"lwt_interop_call_sync":     "Failure naming call (test_lwt_interop: other thread)",
+	"lwt_interop_cancel":        "posted to the Lwt thread (cases: cancel_off_thread)",
+	"lwt_interop_resolve":       "Go's call fails clearly (cases: wake_off_thread)",
+	"lwt_interop_reject":        "Go's call fails clearly (cases: wake_off_thread)",
+	"lwt_interop_go_stats":      "any thread (test_lwt_interop: other thread)",
+	"lwt_interop_on_lwt_thread": "any thread",
+	"lwt_interop_forked":        "any thread",
+}
+
+// TestEveryExternalHasAThreadRule checks that offThreadCoverage lists every
+// external of lwt_interop.ml, and that every Go export is reached only
+// through stubs.c's externals or function table.
+func TestEveryExternalHasAThreadRule(t *testing.T) {
+	ml, err := os.ReadFile("lwt_interop.ml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?s)external [^=]*=\s*"(\w+)"`).FindAllStringSubmatch(string(ml), -1) {
+		seen[m[1]] = true
+		if _, ok := offThreadCoverage[m[1]]; !ok {
+			t.Errorf("external %s: no thread rule in offThreadCoverage", m[1])
+		}
+	}
+	for name := range offThreadCoverage {
+		if !seen[name] {
+			t.Errorf("offThreadCoverage lists %s, which lwt_interop.ml does not declare", name)
+		}
+	}
+	stubs, err := os.ReadFile("stubs.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	export, err := os.ReadFile("export.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`//export (\w+)`).FindAllStringSubmatch(string(export), -1) {
+		if !strings.Contains(string(stubs), m[1]+"(") {
+			t.Errorf("Go export %s is not called by stubs.c", m[1])
+		}
+	}
 }
 
 // TestReadmeShowsTheExample checks that the README shows the example the

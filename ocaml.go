@@ -1,7 +1,6 @@
 package lwt
 
 /*
-#include <string.h>
 #include "ocaml_api.h"
 
 // The function table stubs.c registered at init, and the out-parameters of
@@ -157,8 +156,8 @@ func (f *Func[A, R]) send(ctx context.Context, s settler, arg A) error {
 		outCalls.take(id)
 		out := &C.lwt_call_out
 		s.reject(&OCamlError{
-			Exn:       takeCString(out.error, out.error_len),
-			Backtrace: takeCString(out.backtrace, C.strlen(out.backtrace)),
+			Exn:       takeCString(out.error, int(out.error_len)),
+			Backtrace: takeCString(out.backtrace, -1),
 			fromGo:    out.from_go != 0,
 		})
 		out.error, out.backtrace = nil, nil
@@ -166,13 +165,16 @@ func (f *Func[A, R]) send(ctx context.Context, s settler, arg A) error {
 	return nil
 }
 
-// takeCString returns the n bytes at p as a Go string, "" for NULL, and
-// frees p.
-func takeCString(p *C.char, n C.size_t) string {
+// takeCString returns the n bytes at p (up to its NUL if n < 0) as a Go
+// string, "" for NULL, and frees p.
+func takeCString(p *C.char, n int) string {
 	if p == nil {
 		return ""
 	}
 	defer C.free(unsafe.Pointer(p))
+	if n < 0 {
+		return C.GoString(p)
+	}
 	return C.GoStringN(p, C.int(n))
 }
 

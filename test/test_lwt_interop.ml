@@ -24,6 +24,17 @@ let rejects_with name sub p =
 
 let add1 = lazy (I.bind_sync "test.add1" I.Ty.int I.Ty.int)
 
+(* What a goroutine of test/gomain last stored for test.last_err, once it has
+   (waiting up to 3 s). *)
+let last_err () =
+  let get = I.bind_sync "test.last_err" I.Ty.unit I.Ty.string in
+  let rec poll n =
+    match get () with
+    | "" when n > 0 -> Lwt_unix.sleep 0.01 >>= fun () -> poll (n - 1)
+    | s -> Lwt.return s
+  in
+  run (poll 300)
+
 let test_sync () =
   Alcotest.(check int) "add1" 42 (Lazy.force add1 41);
   check_raises_matching "63-bit overflow" (go_error_with "does not fit OCaml's 63-bit int")
@@ -118,9 +129,23 @@ let test_wrong_thread () =
   let echo = I.bind "test.echo" I.Ty.string I.Ty.string in
   let p = ref (Lwt.return "") in
   Thread.join (Thread.create (fun () -> p := echo "x") ());
-  match Lwt.state !p with
+  (match Lwt.state !p with
   | Lwt.Fail (Failure m) when contains m "not the Lwt thread" -> ()
-  | _ -> Alcotest.fail "an async call from another thread was not rejected"
+  | _ -> Alcotest.fail "an async call from another thread was not rejected");
+  (* Every other entry, from another thread. *)
+  let on_thread f = let r = ref "returned" in Thread.join (Thread.create (fun () -> r := f ()) ()); !r in
+  let failure f () = match f () with _ -> "returned" | exception Failure m -> m | exception e -> Printexc.to_string e in
+  let expect what want got = if not (contains got want) then Alcotest.failf "%s: %s" what got in
+  expect "init" "already initialised on another thread" (on_thread (failure I.init));
+  expect "shutdown" "Lwt_interop.shutdown: called from a thread" (on_thread (failure I.shutdown));
+  expect "bind" "Lwt_interop.bind: called from a thread"
+    (on_thread (failure (fun () -> I.bind "test.echo" I.Ty.string I.Ty.string)));
+  expect "stats" "returned" (on_thread (failure I.stats));
+  (* Lwt_main.run on another thread, with Go's result of a call to run. *)
+  let pending = echo "go's job" in
+  expect "Lwt_main.run" "Lwt_main.run runs on a thread that is not the Lwt thread"
+    (on_thread (failure (fun () -> run (Lwt_unix.sleep 0.5))));
+  Alcotest.(check string) "the job ran on the Lwt thread" "go's job" (run pending)
 
 let test_bind_errors () =
   let invalid sub = function Invalid_argument m -> contains m sub | _ -> false in
@@ -432,13 +457,7 @@ let test_shutdown_grace () =
   if not (shut_down (Lwt.state p2)) then Alcotest.fail "the call still running was not rejected";
   if not (shut_down (Lwt.state p3)) then Alcotest.fail "the awaiting call was not rejected";
   I.init ();
-  let last_err = I.bind_sync "test.last_err" I.Ty.unit I.Ty.string in
-  let rec poll n =
-    match last_err () with
-    | "" when n > 0 -> Lwt_unix.sleep 0.01 >>= fun () -> poll (n - 1)
-    | s -> Lwt.return s
-  in
-  run (poll 300 >|= Alcotest.(check string) "Go's pending call into OCaml" "lwt: shut down")
+  Alcotest.(check string) "Go's pending call into OCaml" "lwt: shut down" (last_err ())
 
 (* Waits (up to 5 s) until the bridge refuses calls: a shutdown that Go
    began has ended. *)
@@ -490,15 +509,9 @@ let test_shutdown_from_a_go_call () =
    both return, nothing is closed twice, the job runs or is refused. *)
 let test_two_shutdowns () =
   let two = I.bind "test.two_shutdowns" I.Ty.unit I.Ty.unit in
-  let last_err = I.bind_sync "test.last_err" I.Ty.unit I.Ty.string in
   run (two () >>= fun () -> until_closed "two Shutdowns");
   I.init ();
-  let rec poll n =
-    match last_err () with
-    | "" when n > 0 -> Lwt_unix.sleep 0.01 >>= fun () -> poll (n - 1)
-    | s -> Lwt.return s
-  in
-  run (poll 300 >|= Alcotest.(check string) "both Shutdowns" "<nil> <nil> posted job ran or refused: true")
+  Alcotest.(check string) "both Shutdowns" "<nil> <nil> posted job ran or refused: true" (last_err ())
 
 let test_shutdown_from_go () =
   Alcotest.(check bool) "not from the Lwt thread" true
@@ -506,7 +519,7 @@ let test_shutdown_from_go () =
   run (I.bind "test.go_shutdown" I.Ty.unit I.Ty.unit () >>= fun () -> until_closed "Go's Shutdown");
   I.shutdown ();
   I.init ();
-  Alcotest.(check string) "Shutdown's result" "<nil>" (I.bind_sync "test.last_err" I.Ty.unit I.Ty.string ());
+  Alcotest.(check string) "Shutdown's result" "<nil>" (last_err ());
   Alcotest.(check int) "after restart" 2 (Lazy.force add1 1)
 
 let () =

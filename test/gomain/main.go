@@ -259,6 +259,7 @@ func init() {
 		return m + 1, err
 	}))
 	registerReliability()
+	registerCases()
 
 	// Found in review: a sync function's result must survive the GC that
 	// the tasks resumed on its way out may run (ocaml.gc_and_alloc runs

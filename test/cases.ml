@@ -1,0 +1,349 @@
+(* One scenario per process: `cases.exe NAME` runs case NAME and prints
+   "ok: ..." (exit 0), or fails. TestEndToEnd/cases runs each case in a
+   process of its own, with a time limit, and checks what it printed or, for
+   the cases whose documented outcome is the end of the process, how it
+   ended. Real OCaml + Lwt + the Go archive (test/gomain). *)
+
+open Lwt.Infix
+module I = Lwt_interop
+
+let fail fmt = Printf.ksprintf failwith fmt
+let run = Lwt_main.run
+let contains s sub = Astring.String.is_infix ~affix:sub s
+
+let go_error_of f =
+  match f () with
+  | _ -> fail "no exception"
+  | exception I.Go_error m -> m
+  | exception e -> fail "want Go_error, got %s" (Printexc.to_string e)
+
+let check_calls_back_to_zero () =
+  let s = I.stats () in
+  if s.calls <> 0 || s.tasks <> 0 then fail "stats after: calls=%d tasks=%d" s.calls s.tasks
+
+let add1 () = I.bind_sync "test.add1" I.Ty.int I.Ty.int
+
+(* Still working, and nothing held: the end of every case. *)
+let bridge_works () =
+  if add1 () 41 <> 42 then fail "add1";
+  let echo = I.bind "test.echo" I.Ty.string I.Ty.string in
+  if run (echo "still") <> "still" then fail "echo";
+  check_calls_back_to_zero ();
+  I.shutdown ()
+
+let rec deep n = if n = 0 then 0 else 1 + deep (n - 1)
+
+(* Deep enough to overflow on each version: OCaml 5's stack limit is
+   OCAMLRUNPARAM's l (1 GiB by default), not the system stack. *)
+let overflow () =
+  match deep (Sys.opaque_identity 1_000_000_000_000) with
+  | _ -> fail "no Stack_overflow"
+  | exception Stack_overflow -> ()
+
+(* Values allocated since OCaml last called C survive a Stack_overflow (OCaml
+   4.10-4.13 lost them: the allocation pointer came back stale), twice, with
+   a Go fault recovered between. *)
+let stack_overflow_heap () =
+  I.init ();
+  let live = List.init 100 (fun i -> (Some (ref i), string_of_int i)) in
+  overflow ();
+  (match run (I.bind "test.nil_task" I.Ty.unit I.Ty.int ()) with
+  | _ -> fail "nil dereference returned"
+  | exception I.Go_error _ -> ());
+  let more = Array.init 1000 (fun i -> Some i) in
+  overflow ();
+  let again = Array.init 1000 (fun i -> [ i ]) in
+  Gc.full_major ();
+  List.iteri
+    (fun i (r, s) ->
+      match r with
+      | Some r when !r = i && s = string_of_int i -> ()
+      | _ -> fail "value %d changed" i)
+    live;
+  Array.iteri (fun i x -> if x <> Some i then fail "more %d" i) more;
+  Array.iteri (fun i x -> if x <> [ i ] then fail "again %d" i) again;
+  bridge_works ();
+  print_endline "ok: the heap survives two stack overflows"
+
+(* OCaml -> Go -> OCaml ... n deep, failing at the bottom: the error's text
+   does not grow with the depth. *)
+let error_chain () =
+  let go_chain = lazy (I.bind_sync "cases.go_chain" I.Ty.int I.Ty.int) in
+  let bottom = ref (fun () -> failwith "the bottom") in
+  I.register_sync "cases.chain" I.Ty.int I.Ty.int (fun n ->
+      if n = 0 then !bottom () else Lazy.force go_chain (n - 1));
+  I.init ();
+  let text n = go_error_of (fun () -> Lazy.force go_chain n) in
+  let t1 = text 1 and t24 = text 24 in
+  if String.length t24 > String.length t1 then
+    fail "the text grew from %d to %d bytes over 24 crossings" (String.length t1) (String.length t24);
+  if not (contains t24 "the bottom") then fail "lost the cause: %s" t24;
+  bottom := (fun () -> deep (Sys.opaque_identity 1_000_000_000_000));
+  let so = text 20 in
+  if not (contains so "Stack overflow") then fail "want Stack_overflow, got %s" so;
+  bridge_works ();
+  Printf.printf "ok: %d and %d bytes at depth 1 and 24; a Stack_overflow at depth 20: %s\n" (String.length t1)
+    (String.length t24) so
+
+(* An OCaml promise that Go awaits, woken by another thread: Go's call fails
+   with a clear error, nothing crashes. *)
+let wake_off_thread () =
+  I.register "cases.woken_by_thread" I.Ty.int I.Ty.int (fun n ->
+      let p, u = Lwt.wait () in
+      ignore (Thread.create (fun () -> Lwt.wakeup u n) ());
+      p);
+  I.init ();
+  List.iter
+    (fun kind ->
+      let call = I.bind ("cases.call_" ^ kind) I.Ty.string I.Ty.string in
+      let r = run (call "cases.woken_by_thread") in
+      if not (contains r "settled on a thread that is not the Lwt thread") then fail "%s: %s" kind r)
+    [ "task"; "goroutine" ];
+  bridge_works ();
+  print_endline "ok: both kinds of call fail clearly"
+
+let goexit kind () =
+  I.init ();
+  let f = I.bind ("cases.goexit_" ^ kind) I.Ty.unit I.Ty.unit in
+  let m = go_error_of (fun () -> run (f ())) in
+  if not (contains m "runtime.Goexit") then fail "%s" m;
+  bridge_works ();
+  print_endline "ok: Goexit rejects the call"
+
+(* 2,000 calls under a 1 ms deadline of a promise that never settles and
+   ignores Lwt.cancel: no call stays in flight. *)
+let deadlines () =
+  I.register "cases.never" I.Ty.unit I.Ty.unit (fun () -> fst (Lwt.wait ()));
+  I.init ();
+  let n = 2000 in
+  let timed_out = run (I.bind "cases.deadlines" I.Ty.int I.Ty.int n) in
+  if timed_out <> n then fail "%d of %d timed out" timed_out n;
+  bridge_works ();
+  print_endline "ok: no call slot leaks"
+
+(* With the address space capped, values and errors too large for OCaml's
+   heap come back as errors: no OCaml exception crosses Go's frames, and the
+   bridge goes on working. *)
+let alloc_failure () =
+  I.register "cases.length" I.Ty.string I.Ty.int (fun s -> Lwt.return (String.length s));
+  I.init ();
+  let mib = 700 in
+  I.bind_sync "cases.prepare_big" I.Ty.int I.Ty.unit mib;
+  let cap = I.bind_sync "cases.cap_address_space" I.Ty.int I.Ty.unit in
+  (* Each check: room for what Go needs (its copy of a list), not for OCaml. *)
+  let oom what ?(go_needs = 0) f =
+    cap (go_needs + 200);
+    let m = match f () with r -> r | exception e -> cap (-1); raise e in
+    cap (-1);
+    if not (contains m "Out_of_memory") then fail "%s: %s" what m
+  in
+  let go_error f () = go_error_of f in
+  oom "string" (go_error (fun () -> I.bind_sync "cases.big_string" I.Ty.int I.Ty.string mib));
+  oom "bytes" (go_error (fun () -> I.bind_sync "cases.big_bytes" I.Ty.int I.Ty.bytes mib));
+  oom "in a list" ~go_needs:300
+    (go_error (fun () -> I.bind_sync "cases.big_in_list" I.Ty.int I.Ty.(list (option string)) 300));
+  oom "error" (go_error (fun () -> run (I.bind "cases.big_error" I.Ty.int I.Ty.unit mib)));
+  oom "argument" (fun () -> run (I.bind "cases.big_argument" I.Ty.int I.Ty.string mib));
+  bridge_works ();
+  print_endline "ok: every allocation failure is an error"
+
+let rss_mib () =
+  let ic = open_in "/proc/self/statm" in
+  let pages = Scanf.sscanf (input_line ic) "%d %d" (fun _ rss -> rss) in
+  close_in ic;
+  pages * 4096 / 1048576
+
+(* 1,000 handles of 1 MiB of Go memory each, dropped, with no explicit GC:
+   OCaml's GC learns their size and frees them as it goes. *)
+let dropped_handles () =
+  I.init ();
+  let big_handle = I.bind_sync "cases.big_handle" I.Ty.unit I.Ty.handle in
+  let before = rss_mib () in
+  for _ = 1 to 1000 do
+    ignore (Sys.opaque_identity (big_handle ()))
+  done;
+  let live = (I.stats ()).handles and growth = rss_mib () - before in
+  Printf.printf "handles live: %d, RSS growth: %d MiB\n" live growth;
+  if live > 500 then fail "%d of 1000 dropped handles still live" live;
+  bridge_works ();
+  print_endline "ok: dropped handles are collected"
+
+(* After fork, the child gets a clear error from every call and shutdown
+   returns; the parent goes on. *)
+let fork () =
+  I.init ();
+  let echo = I.bind "test.echo" I.Ty.string I.Ty.string in
+  ignore (run (echo "before"));
+  match Unix.fork () with
+  | 0 ->
+      let code =
+        match add1 () 1 with
+        | _ -> 1
+        | exception Failure m when contains m "fork" -> (
+            match echo "child" with
+            | p -> (
+                match Lwt.state p with
+                | Lwt.Fail (Failure m) when contains m "fork" ->
+                    run (Lwt_unix.sleep 0.05);
+                    I.shutdown ();
+                    if (I.stats ()).calls = 0 then 0 else 3
+                | _ -> 4)
+            | exception Failure _ -> 5)
+        | exception _ -> 2
+      in
+      Unix._exit code
+  | child ->
+      let _, status = Unix.waitpid [] child in
+      if status <> Unix.WEXITED 0 then
+        fail "child: %s" (match status with Unix.WEXITED n -> "exit " ^ string_of_int n | _ -> "killed");
+      if run (echo "parent") <> "parent" then fail "parent";
+      bridge_works ();
+      print_endline "ok: the child is refused clearly, the parent goes on"
+
+(* Lwt_main.run inside OCaml code that Go called: a clear error. *)
+let nested_run () =
+  let echo = lazy (I.bind "test.echo" I.Ty.string I.Ty.string) in
+  I.register_sync "cases.nested" I.Ty.int I.Ty.int (fun n ->
+      String.length (run (Lazy.force echo (string_of_int n))));
+  I.init ();
+  let r = I.bind_sync "cases.call_sync" I.Ty.string I.Ty.string "cases.nested" in
+  if not (contains r "Lwt_main.run inside OCaml code called by Go") then fail "%s" r;
+  bridge_works ();
+  print_endline "ok: a nested Lwt_main.run fails clearly"
+
+(* register from another thread fails and keeps nothing. *)
+let register_off_thread () =
+  I.init ();
+  let f n = Lwt.return (n * 3) in
+  let t =
+    Thread.create
+      (fun () ->
+        match I.register "cases.thrice" I.Ty.int I.Ty.int f with
+        | () -> fail "register from another thread did not fail"
+        | exception Failure m when contains m "not the Lwt thread" -> ())
+      ()
+  in
+  Thread.join t;
+  I.register "cases.thrice" I.Ty.int I.Ty.int f;
+  let r = run (I.bind "cases.call_goroutine" I.Ty.string I.Ty.string "cases.thrice") in
+  if r <> "21" then fail "Go's call: %s" r;
+  bridge_works ();
+  print_endline "ok"
+
+exception Raw of string
+
+(* An exception's text keeps its NUL bytes, raised at once or later. *)
+let nul_in_exception () =
+  Printexc.register_printer (function Raw s -> Some s | _ -> None);
+  I.register "cases.raises_now" I.Ty.int I.Ty.int (fun _ -> raise (Raw "a\000b"));
+  I.register "cases.raises_later" I.Ty.int I.Ty.int (fun _ -> Lwt.pause () >>= fun () -> raise (Raw "a\000b"));
+  I.init ();
+  let call = I.bind "cases.call_task" I.Ty.string I.Ty.string in
+  List.iter
+    (fun f ->
+      let r = run (call f) in
+      if not (contains r "a\000b") then fail "%s: %S" f r)
+    [ "cases.raises_now"; "cases.raises_later" ];
+  bridge_works ();
+  print_endline "ok"
+
+(* Lwt.cancel of a Go call's promise from another thread cancels Go's
+   context, and the process goes on. *)
+let cancel_off_thread () =
+  I.init ();
+  let p = I.bind "cases.wait_cancel" I.Ty.unit I.Ty.string () in
+  let t = Thread.create (fun () -> Lwt.cancel p) () in
+  Thread.join t;
+  (match Lwt.state p with Lwt.Fail Lwt.Canceled -> () | _ -> fail "not cancelled");
+  run (Lwt_unix.sleep 0.05);
+  bridge_works ();
+  print_endline "ok"
+
+(* shutdown from the callback of a promise that Go settled, after each kind
+   of call. *)
+let shutdown_in_callback () =
+  List.iter
+    (fun (kind, call) ->
+      I.init ();
+      run (call () >|= fun _ -> I.shutdown ());
+      if (I.stats ()).calls <> 0 then fail "%s: calls left" kind)
+    [
+      ("goroutine", fun () -> I.bind "test.echo" I.Ty.string I.Ty.string "x" >|= ignore);
+      ("task", fun () -> I.bind "rel.task_add1" I.Ty.int I.Ty.int 1 >|= ignore);
+      ("sync", fun () -> I.bind "test.add1" I.Ty.int I.Ty.int 1 >|= ignore);
+    ];
+  print_endline "ok"
+
+let ctx_switches () =
+  let dir = "/proc/self/task" in
+  Array.fold_left
+    (fun acc tid ->
+      let ic = open_in (Printf.sprintf "%s/%s/status" dir tid) in
+      let rec sum acc =
+        match input_line ic with
+        | l -> (
+            match Scanf.sscanf l "%s@:%_[ \t]%d" (fun k v -> (k, v)) with
+            | ("voluntary_ctxt_switches" | "nonvoluntary_ctxt_switches"), v -> sum (acc + v)
+            | _ -> sum acc
+            | exception _ -> sum acc)
+        | exception End_of_file -> acc
+      in
+      let n = sum 0 in
+      close_in ic;
+      acc + n)
+    0 (Sys.readdir dir)
+
+let cpu_ns () =
+  let dir = "/proc/self/task" in
+  Array.fold_left
+    (fun acc tid ->
+      let ic = open_in (Printf.sprintf "%s/%s/schedstat" dir tid) in
+      let ns = Scanf.sscanf (input_line ic) "%d" Fun.id in
+      close_in ic;
+      acc + ns)
+    0 (Sys.readdir dir)
+
+(* An idle bridge costs about nothing: over 5 s of Lwt sleeping, at most
+   20 thread wake-ups per second and 1 ms of CPU per second. *)
+let idle_cost () =
+  I.init ();
+  ignore (run (I.bind "test.echo" I.Ty.string I.Ty.string "warm"));
+  run (Lwt_unix.sleep 1.);
+  let secs = 5. in
+  let w0 = ctx_switches () and c0 = cpu_ns () in
+  run (Lwt_unix.sleep secs);
+  let wakeups = float (ctx_switches () - w0) /. secs and cpu_ms = float (cpu_ns () - c0) /. 1e6 /. secs in
+  Printf.printf "idle: %.1f wake-ups/s, %.3f ms CPU/s\n" wakeups cpu_ms;
+  if wakeups > 20. then fail "%.1f wake-ups per second" wakeups;
+  if cpu_ms > 1. then fail "%.3f ms of CPU per second" cpu_ms;
+  bridge_works ();
+  print_endline "ok"
+
+let cases =
+  [
+    ("stack_overflow_heap", stack_overflow_heap);
+    ("error_chain", error_chain);
+    ("wake_off_thread", wake_off_thread);
+    ("goexit_goroutine", goexit "goroutine");
+    ("goexit_task", goexit "task");
+    ("goexit_sync", goexit "sync");
+    ("deadlines", deadlines);
+    ("alloc_failure", alloc_failure);
+    ("dropped_handles", dropped_handles);
+    ("fork", fork);
+    ("nested_run", nested_run);
+    ("register_off_thread", register_off_thread);
+    ("nul_in_exception", nul_in_exception);
+    ("cancel_off_thread", cancel_off_thread);
+    ("shutdown_in_callback", shutdown_in_callback);
+    ("idle_cost", idle_cost);
+  ]
+
+let () =
+  match Sys.argv with
+  | [| _; "list" |] -> List.iter (fun (name, _) -> print_endline name) cases
+  | [| _; name |] -> (
+      match List.assoc_opt name cases with
+      | Some f -> f ()
+      | None -> fail "no case %S (cases.exe list)" name)
+  | _ -> fail "usage: cases.exe NAME | list"
