@@ -12,6 +12,7 @@ package lwt
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,9 @@ import (
 const stallAfter = 100 * time.Millisecond
 
 var stallsSeen atomic.Int64
+
+// stallReports receives the reports; tests read them.
+var stallReports io.Writer = os.Stderr
 
 type watchdog struct {
 	entries atomic.Uint64 // bumped on the way into and out of an outermost entry: odd inside
@@ -123,7 +127,7 @@ func (w *watchdog) run() {
 				if h := w.holder.Load(); h != nil {
 					what = *h
 				}
-				fmt.Fprintf(os.Stderr, "lwt: the Lwt thread has been held for over %v by one call into Go, "+
+				fmt.Fprintf(stallReports, "lwt: the Lwt thread has been held for over %v by one call into Go, "+
 					"not counting time it waited for a CPU: %s blocks the Lwt loop\n", stallAfter, what)
 			}
 		}

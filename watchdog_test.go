@@ -1,0 +1,115 @@
+//go:build linux
+
+package lwt
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// syncBuffer is a bytes.Buffer safe for the watchdog and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A stall report must be true: an entry that blocks the Lwt thread is
+// reported, naming what held it; an entry that is slow only because the
+// machine is overloaded (the thread waits for a CPU) is not.
+func TestWatchdogReportsOnlyWhatHeldTheThread(t *testing.T) {
+	if runQueueWait(threadID()) == 0 {
+		t.Fatal("no run-queue statistics for this thread (Linux's /proc/self/task/TID/schedstat)")
+	}
+	var reports syncBuffer
+	stallReports = &reports
+	defer func() { stallReports = os.Stderr }()
+	s := startSim(t)
+
+	// Overload one CPU: the Lwt thread shares it with 4 spinning processes,
+	// and runs 50 ms of CPU work, which takes about 250 ms of wall time.
+	var cpu, old unix.CPUSet
+	cpu.Set(0)
+	if err := unix.SchedGetaffinity(0, &old); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		hog := exec.Command("sh", "-c", "while :; do :; done")
+		if err := hog.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer hog.Wait()
+		defer hog.Process.Kill()
+		if err := unix.SchedSetaffinity(hog.Process.Pid, &cpu); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name := "the test's busy entry"
+	var wall time.Duration
+	s.onLoop(t, func() {
+		if err := unix.SchedSetaffinity(0, &cpu); err != nil {
+			t.Error(err)
+		}
+		defer unix.SchedSetaffinity(0, &old)
+		prev := s.l.wd.hold(&name)
+		defer s.l.wd.hold(prev)
+		start := time.Now()
+		for cpu0 := threadCPU(); threadCPU()-cpu0 < stallAfter/2; {
+			spin()
+		}
+		wall = time.Since(start)
+	})
+	if wall < stallAfter {
+		t.Logf("the busy entry took only %v: the CPU was not contended", wall)
+	}
+	if got := reports.String(); got != "" {
+		t.Fatalf("an entry that ran %v of wall time, mostly waiting for the CPU, was reported:\n%s", wall, got)
+	}
+
+	name = "the test's blocking entry"
+	s.onLoop(t, func() {
+		prev := s.l.wd.hold(&name)
+		defer s.l.wd.hold(prev)
+		time.Sleep(2 * stallAfter)
+	})
+	if got := reports.String(); strings.Count(got, "lwt: ") != 1 || !strings.Contains(got, name) {
+		t.Fatalf("a blocking entry: want one report naming it, got:\n%s", got)
+	}
+}
+
+// threadCPU is the calling thread's CPU time.
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
+	return time.Duration(ts.Nano())
+}
+
+// spin burns a millisecond or so of CPU.
+func spin() {
+	x := 1
+	for i := range 1_000_000 {
+		x = x*31 + i
+	}
+	sink.Store(int64(x))
+}
+
+var sink atomic.Int64
