@@ -10,12 +10,24 @@
     the thread that called {!init}, between {!init} and {!shutdown}; used
     elsewhere, such a function raises [Failure] naming itself (or, for a
     bound Go function, returns a promise rejected with it). [Ty] and
-    [Opaque] are plain values, usable anywhere. *)
+    [Opaque] are plain values, usable anywhere. [Lwt.cancel] of a Go call's
+    promise works from any thread. An OCaml promise that Go awaits must be
+    settled on the Lwt thread: settled elsewhere, Go's call fails with an
+    error saying so. In a child process made by [Unix.fork] (without exec)
+    Go's runtime is gone: every function raises [Failure] naming fork, but
+    {!stats} (all zero) and {!shutdown} (which returns). [Lwt_main.run]
+    inside OCaml code that Go called raises [Failure] (Go's work runs only
+    in the outermost entry). The callbacks of promises that Go settles run
+    once Go has returned to OCaml. *)
 
 exception Go_error of string
-(** A Go function returned an error, or panicked (the message then holds
-    the panic value and the Go stack), or the bridge refused the call (for
-    example after {!shutdown}). *)
+(** A Go function returned an error (the message is its [Error()] text),
+    or panicked (the message then holds the panic value and the Go stack),
+    or called [runtime.Goexit] in a goroutine, or returned a value too large
+    for OCaml's heap (the message names [Out_of_memory]), or the bridge
+    refused the call (for example after {!shutdown}). A [Go_error] raised
+    back to Go reaches it with its text unchanged, so that an error crossing
+    back and forth never grows. *)
 
 val init : unit -> unit
 (** Starts the bridge on the calling thread, which becomes the Lwt thread,
@@ -140,7 +152,8 @@ val register : string -> 'a Ty.t -> 'b Ty.t -> ('a -> 'b Lwt.t) -> unit
     promise, is an [*lwt.OCamlError] in Go. Registrations outlive
     {!shutdown}: each {!init} hands them to Go again. Before {!init} on any
     thread, after it on the Lwt thread.
-    @raise Invalid_argument if [name] is already registered. *)
+    @raise Invalid_argument if [name] is already registered.
+    @raise Failure from another thread after {!init}, registering nothing. *)
 
 val register_sync : string -> 'a Ty.t -> 'b Ty.t -> ('a -> 'b) -> unit
 (** [register_sync name a b f] is {!register} for a plain function: Go's
