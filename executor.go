@@ -126,12 +126,11 @@ func (l *loop) runPending() {
 		l.notify.wake()
 	}
 	l.mu.Unlock()
-	prev := l.wd.hold(&holderJob)
+	l.wd.hold(holderJob)
 	for i, job := range batch {
 		batch[i] = nil
 		runJob(job)
 	}
-	l.wd.hold(prev)
 	l.batch = batch[:0]
 	if len(l.shutdownWaiters) > 0 && !l.stopping {
 		shutdownBridge(l, l.shutdownCtx)
@@ -177,14 +176,14 @@ func (l *loop) schedule(t *task) {
 // task is Go code running on the Lwt thread as a runtime coroutine: Await
 // inside it yields back to the Lwt loop instead of blocking the thread.
 type task struct {
-	name  string // for the watchdog's report
-	l     *loop
-	ctx   context.Context // the task's own context; its cancellation wakes any Await
-	body  func()          // run by the coroutine; recovers its own panics
-	abort func(error)     // settles the task's promise when the body never runs
-	next  func() (struct{}, bool)
-	stop  func()
-	yield func(struct{}) bool
+	holder *holder // names it in the watchdog's report
+	l      *loop
+	ctx    context.Context // the task's own context; its cancellation wakes any Await
+	body   func()          // run by the coroutine; recovers its own panics
+	abort  func(error)     // settles the task's promise when the body never runs
+	next   func() (struct{}, bool)
+	stop   func()
+	yield  func(struct{}) bool
 
 	waiting bool        // suspended in Await
 	seq     uint64      // counts awaits, so that a stale wake-up is ignored
@@ -220,9 +219,8 @@ func (l *loop) step(t *task) {
 		})
 	}
 	l.running = t
-	prev := l.wd.hold(&t.name)
+	l.wd.hold(t.holder)
 	_, more := t.next()
-	l.wd.hold(prev)
 	l.running = nil
 	if !more {
 		l.finish(t)

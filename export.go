@@ -178,9 +178,8 @@ func lwt_go_call_sync(fn C.int, arg C.lwt_value, result *C.lwt_value, errOut **C
 	}
 	if err == nil {
 		var v value
-		prev := l.wd.hold(&g.holder)
+		l.wd.hold(g.holder)
 		v, err = g.call(arg)
-		l.wd.hold(prev)
 		if err == nil {
 			*result = v
 			return 0

@@ -167,7 +167,9 @@ func Spawn[T any](ctx context.Context, fn func(ctx context.Context) (T, error)) 
 		return Rejected[T](err)
 	}
 	p := new(Promise[T])
-	t := &task{ctx: ctx, name: "a loop task spawned at " + callerLine()}
+	var pc [1]uintptr
+	runtime.Callers(2, pc[:])
+	t := &task{ctx: ctx, holder: &holder{pc: pc[0]}}
 	t.body = func() {
 		v, err := recovered(func() (T, error) { return fn(ctx) })
 		p.settle(v, err, true)
@@ -182,14 +184,6 @@ func Spawn[T any](ctx context.Context, fn func(ctx context.Context) (T, error)) 
 		return Rejected[T](err)
 	}
 	return p
-}
-
-// callerLine names the line that called the caller of callerLine.
-func callerLine() string {
-	if _, file, line, ok := runtime.Caller(2); ok {
-		return fmt.Sprintf("%s:%d", file, line)
-	}
-	return "an unknown line"
 }
 
 // recovered calls fn, turning a panic into a *PanicError (and the unwinding

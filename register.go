@@ -30,7 +30,7 @@ func (k kind) String() string {
 // goFunc is a Go function registered for OCaml to bind by name.
 type goFunc struct {
 	name           string
-	holder         string // names it in the watchdog's report
+	holder         *holder // names it in the watchdog's report
 	kind           kind
 	argSig, retSig string
 	// start begins an asynchronous call on the Lwt thread: it decodes arg
@@ -84,7 +84,7 @@ func register[A, R any](name string, k kind, fn func(context.Context, A) (R, err
 		return fmt.Errorf("lwt: registering %q: %w", name, err)
 	}
 	g := &goFunc{name: name, kind: k, argSig: dec.sig, retSig: enc.sig,
-		holder: fmt.Sprintf("the %s function %q", k, name)}
+		holder: &holder{name: fmt.Sprintf("the %s function %q", k, name)}}
 	settle := func(c *inCall, r R, err error) {
 		if err == nil {
 			var v value
@@ -103,7 +103,7 @@ func register[A, R any](name string, k kind, fn func(context.Context, A) (R, err
 		}
 		run := func() (R, error) { return fn(c.ctx, a) }
 		if k == kindTask {
-			t := &task{ctx: c.ctx, name: g.holder}
+			t := &task{ctx: c.ctx, holder: g.holder}
 			t.body = func() {
 				r, err := recovered(run)
 				t.stopWatching()

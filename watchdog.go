@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"time"
 )
@@ -28,26 +29,45 @@ var stallsSeen atomic.Int64
 var stallReports io.Writer = os.Stderr
 
 type watchdog struct {
-	entries atomic.Uint64 // bumped on the way into and out of an outermost entry: odd inside
-	idle    atomic.Bool   // the watchdog sleeps until an entry rouses it
-	rouse   chan struct{} // capacity 1
-	stop    chan struct{} // closed to stop the watchdog
-	holder  atomic.Pointer[string]
-	tid     int // the Lwt thread's id, for its scheduler statistics
+	entries atomic.Uint64          // bumped on the way into and out of an outermost entry: odd inside
+	idle    atomic.Bool            // the watchdog sleeps until an entry rouses it
+	rouse   chan struct{}          // capacity 1
+	stop    chan struct{}          // closed to stop the watchdog
+	holder  atomic.Pointer[holder] // what runs in the current entry, for the report
+	tid     int                    // the Lwt thread's id, for its scheduler statistics
 }
 
 func newWatchdog() *watchdog {
 	return &watchdog{rouse: make(chan struct{}, 1), stop: make(chan struct{}), tid: threadID()}
 }
 
-// Held by the current entry, for the report; set by the Lwt thread.
-var (
-	holderJob = "a job posted to the Lwt thread (Post, OnLoop, Then, a settled call)"
-)
+// holder names Go code that runs on the Lwt thread, for the report: by
+// name, or by the line that spawned it (formatted only for a report).
+type holder struct {
+	name string
+	pc   uintptr
+}
 
-// enter and exit bracket an outermost entry; Lwt thread only.
+func (h *holder) String() string {
+	if h == nil {
+		return "Go code"
+	}
+	if h.pc != 0 {
+		f, _ := runtime.CallersFrames([]uintptr{h.pc}).Next()
+		return fmt.Sprintf("the loop task spawned at %s:%d", f.File, f.Line)
+	}
+	return h.name
+}
+
+var holderJob = &holder{name: "a job posted to the Lwt thread (Post, OnLoop, Then, a settled call)"}
+
+// enter and exit bracket an outermost entry; Lwt thread only. An entry
+// names what it runs with hold, which holds until the entry ends: the
+// plain load keeps the clearing off the hot path when nothing was named.
 func (w *watchdog) enter() {
-	w.holder.Store(nil)
+	if w.holder.Load() != nil {
+		w.holder.Store(nil)
+	}
 	w.entries.Add(1)
 	if w.idle.Load() && w.idle.CompareAndSwap(true, false) {
 		select {
@@ -59,9 +79,8 @@ func (w *watchdog) enter() {
 
 func (w *watchdog) exit() { w.entries.Add(1) }
 
-// hold names what runs now and returns what ran before, for exit to put
-// back: w.hold(w.hold(&name)) brackets the run of name. Lwt thread only.
-func (w *watchdog) hold(what *string) *string { return w.holder.Swap(what) }
+// hold names what runs now in the current entry. Lwt thread only.
+func (w *watchdog) hold(what *holder) { w.holder.Store(what) }
 
 // stopWatching stops the watchdog, once. Lwt thread only.
 func (w *watchdog) stopWatching() {
@@ -123,12 +142,8 @@ func (w *watchdog) run() {
 			if held >= stallAfter {
 				reported = n
 				stallsSeen.Add(1)
-				what := "Go code"
-				if h := w.holder.Load(); h != nil {
-					what = *h
-				}
 				fmt.Fprintf(stallReports, "lwt: the Lwt thread has been held for over %v by one call into Go, "+
-					"not counting time it waited for a CPU: %s blocks the Lwt loop\n", stallAfter, what)
+					"not counting time it waited for a CPU: %v blocks the Lwt loop\n", stallAfter, w.holder.Load())
 			}
 		}
 	}

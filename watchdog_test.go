@@ -4,6 +4,7 @@ package lwt
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"strings"
@@ -63,15 +64,14 @@ func TestWatchdogReportsOnlyWhatHeldTheThread(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	name := "the test's busy entry"
+	name := &holder{name: "the test's busy entry"}
 	var wall time.Duration
 	s.onLoop(t, func() {
 		if err := unix.SchedSetaffinity(0, &cpu); err != nil {
 			t.Error(err)
 		}
 		defer unix.SchedSetaffinity(0, &old)
-		prev := s.l.wd.hold(&name)
-		defer s.l.wd.hold(prev)
+		s.l.wd.hold(name)
 		start := time.Now()
 		for cpu0 := threadCPU(); threadCPU()-cpu0 < stallAfter/2; {
 			spin()
@@ -85,14 +85,26 @@ func TestWatchdogReportsOnlyWhatHeldTheThread(t *testing.T) {
 		t.Fatalf("an entry that ran %v of wall time, mostly waiting for the CPU, was reported:\n%s", wall, got)
 	}
 
-	name = "the test's blocking entry"
+	name = &holder{name: "the test's blocking entry"}
 	s.onLoop(t, func() {
-		prev := s.l.wd.hold(&name)
-		defer s.l.wd.hold(prev)
+		s.l.wd.hold(name)
 		time.Sleep(2 * stallAfter)
 	})
-	if got := reports.String(); strings.Count(got, "lwt: ") != 1 || !strings.Contains(got, name) {
+	if got := reports.String(); strings.Count(got, "lwt: ") != 1 || !strings.Contains(got, name.name) {
 		t.Fatalf("a blocking entry: want one report naming it, got:\n%s", got)
+	}
+
+	// A task is named by the line that spawned it.
+	_, err := await(t, Spawn(context.Background(), func(context.Context) (struct{}, error) {
+		time.Sleep(2 * stallAfter)
+		return struct{}{}, nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := reports.String(); !strings.Contains(got, "the loop task spawned at ") ||
+		!strings.Contains(got, "watchdog_test.go:") {
+		t.Fatalf("a blocking task: want a report naming where it was spawned, got:\n%s", got)
 	}
 }
 
