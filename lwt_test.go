@@ -629,6 +629,7 @@ var endToEndCases = []struct{ name, crash string }{
 	{"cancel_off_thread", ""},
 	{"shutdown_in_callback", ""},
 	{"idle_cost", ""},
+	{"signals_both", ""},
 }
 
 func runCases(t *testing.T, exe string) {

@@ -732,12 +732,22 @@ __attribute__((constructor(101))) static void lwt_timer_slack(void)
  * without SA_ONSTACK, which then run on whatever stack the thread is on,
  * a small goroutine stack included.
  *
+ * And an asynchronous signal that both Go (signal.Notify) and the program
+ * (Lwt_unix.on_signal, Sys.set_signal) handle would reach only whichever
+ * installed its handler last.
+ *
  * -Wl,--wrap=sigaction routes every sigaction call of the program (OCaml's
  * runtime, Lwt, Go's runtime) through __wrap_sigaction below, which
- *  - ORs SA_ONSTACK into every handler it installs, and
+ *  - ORs SA_ONSTACK into every handler it installs,
  *  - keeps both SIGSEGV handlers and installs a dispatcher: a fault on the
  *    OCaml stack near the stack pointer (a stack overflow) goes to OCaml's,
- *    any other fault (a nil dereference in Go) to Go's. */
+ *    any other fault (a nil dereference in Go) to Go's, and
+ *  - keeps both handlers of an asynchronous signal and installs a
+ *    dispatcher that calls the program's, then Go's: both get every signal.
+ *    Go's handler is known by its address (Go installs one function for
+ *    every signal, SIGSEGV first, from its constructor). SIGPIPE is left
+ *    alone: the last disposition wins (a program that ignores it, as
+ *    servers do, gets EPIPE from its writes, and so does Go). */
 
 int __real_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 
@@ -745,6 +755,20 @@ static struct {
   struct sigaction go, program;
   int has_go, has_program, dispatching;
 } segv;
+
+/* Calls handler h as the kernel would, for a dispatcher. Go's handler wants
+ * every signal of its mask blocked while it runs: block them around it. */
+static void call_handler(const struct sigaction *h, int sig, siginfo_t *info, void *uc)
+{
+  if (h->sa_flags & SA_SIGINFO) {
+    sigset_t saved;
+    pthread_sigmask(SIG_BLOCK, &h->sa_mask, &saved);
+    h->sa_sigaction(sig, info, uc);
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+  } else if (h->sa_handler != SIG_DFL && h->sa_handler != SIG_IGN) {
+    h->sa_handler(sig);
+  }
+}
 
 #if OCAML_VERSION_MAJOR < 5
 static uintptr_t context_sp(void *uc)
@@ -810,10 +834,7 @@ static void segv_dispatch(int sig, siginfo_t *info, void *uc)
   if (ocaml_fault)
     save_allocation_pointer(uc);
   if (h == &segv.go && (h->sa_flags & SA_SIGINFO)) {
-    sigset_t saved;
-    pthread_sigmask(SIG_SETMASK, &h->sa_mask, &saved);
-    h->sa_sigaction(sig, info, uc);
-    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    call_handler(h, sig, info, uc);
   } else if (h->sa_flags & SA_SIGINFO) {
     h->sa_sigaction(sig, info, uc);
   } else if (h->sa_handler == SIG_DFL || h->sa_handler == SIG_IGN) {
@@ -856,15 +877,90 @@ static int segv_sigaction(const struct sigaction *act, struct sigaction *old)
   return __real_sigaction(SIGSEGV, &d, NULL);
 }
 
-int __wrap_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+static int is_handler(const struct sigaction *a)
 {
-  if (sig == SIGSEGV)
-    return segv_sigaction(act, old);
-  if (act != NULL && !(act->sa_flags & SA_ONSTACK) &&
-      ((act->sa_flags & SA_SIGINFO) || (act->sa_handler != SIG_DFL && act->sa_handler != SIG_IGN))) {
+  return (a->sa_flags & SA_SIGINFO) || (a->sa_handler != SIG_DFL && a->sa_handler != SIG_IGN);
+}
+
+static int same_handler(const struct sigaction *a, const struct sigaction *b)
+{
+  return (a->sa_flags & SA_SIGINFO) == (b->sa_flags & SA_SIGINFO) &&
+         ((a->sa_flags & SA_SIGINFO) ? a->sa_sigaction == b->sa_sigaction : a->sa_handler == b->sa_handler);
+}
+
+/* Both handlers of each asynchronous signal, while both exist or while Go's
+ * stands alone; has_go and has_program say which. Written under the
+ * program's sigaction calls, read by the dispatcher. */
+static struct {
+  struct sigaction go, program;
+  volatile int has_go, has_program;
+} both[NSIG];
+
+static void dispatch_both(int sig, siginfo_t *info, void *uc)
+{
+  if (both[sig].has_program)
+    call_handler(&both[sig].program, sig, info, uc);
+  if (both[sig].has_go)
+    call_handler(&both[sig].go, sig, info, uc);
+}
+
+static int installs_onstack(int sig, const struct sigaction *act, struct sigaction *old)
+{
+  if (act != NULL && !(act->sa_flags & SA_ONSTACK) && is_handler(act)) {
     struct sigaction onstack = *act;
     onstack.sa_flags |= SA_ONSTACK;
     return __real_sigaction(sig, &onstack, old);
   }
   return __real_sigaction(sig, act, old);
+}
+
+static int is_synchronous(int sig)
+{
+  return sig == SIGBUS || sig == SIGFPE || sig == SIGILL || sig == SIGTRAP || sig == SIGSYS;
+}
+
+/* An asynchronous signal. A query answers with the program's handler when
+ * it has one, so that Go saves it (and restores it at signal.Reset). */
+static int async_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+  if (old != NULL) {
+    if (both[sig].has_program)
+      *old = both[sig].program;
+    else if (both[sig].has_go)
+      *old = both[sig].go;
+    else if (__real_sigaction(sig, NULL, old) != 0)
+      return -1;
+  }
+  if (act == NULL)
+    return 0;
+  int from_go = segv.has_go && (act->sa_flags & SA_SIGINFO) &&
+                act->sa_sigaction == segv.go.sa_sigaction;
+  if (from_go) {
+    both[sig].go = *act;
+    both[sig].has_go = 1;
+  } else if (both[sig].has_go && both[sig].has_program && same_handler(act, &both[sig].program)) {
+    both[sig].has_go = 0; /* Go's signal.Reset puts the program's handler back */
+  } else if (is_handler(act)) {
+    both[sig].program = *act;
+    both[sig].has_program = 1;
+  } else {
+    both[sig].has_program = 0; /* the program stops handling it: Go's, if any, stays */
+    if (!both[sig].has_go)
+      return __real_sigaction(sig, act, NULL);
+  }
+  if (!(both[sig].has_go && both[sig].has_program))
+    return installs_onstack(sig, both[sig].has_go ? &both[sig].go : &both[sig].program, NULL);
+  struct sigaction d = both[sig].program;
+  d.sa_sigaction = dispatch_both;
+  d.sa_flags |= SA_SIGINFO | SA_ONSTACK;
+  return __real_sigaction(sig, &d, NULL);
+}
+
+int __wrap_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+  if (sig == SIGSEGV)
+    return segv_sigaction(act, old);
+  if (sig <= 0 || sig >= NSIG || sig == SIGPIPE || is_synchronous(sig) || sig == SIGKILL || sig == SIGSTOP)
+    return installs_onstack(sig, act, old);
+  return async_sigaction(sig, act, old);
 }

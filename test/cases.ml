@@ -319,6 +319,56 @@ let idle_cost () =
   bridge_works ();
   print_endline "ok"
 
+(* A signal that both Go (signal.Notify) and OCaml (Lwt_unix.on_signal)
+   handle reaches both, whichever installed its handler first; each side's
+   withdrawal leaves the other's. SIGPIPE: ignored by the program, a write
+   to a closed pipe is EPIPE on both sides. *)
+let signals_both () =
+  I.init ();
+  let notify = I.bind_sync "cases.notify" I.Ty.int I.Ty.unit in
+  let reset = I.bind_sync "cases.reset" I.Ty.int I.Ty.unit in
+  let go_count = I.bind_sync "cases.notified" I.Ty.int I.Ty.int in
+  (* OCaml's signal numbers are its own: Go's are the system's. *)
+  let sigint_no = 2 and sigusr1_no = 10 in
+  let ocaml_count = Hashtbl.create 2 in
+  let seen s = Option.value ~default:0 (Hashtbl.find_opt ocaml_count s) in
+  let on_signal s = Lwt_unix.on_signal s (fun _ -> Hashtbl.replace ocaml_count s (seen s + 1)) in
+  let send what s no ~ocaml ~go =
+    let o0 = seen s and g0 = go_count no in
+    Unix.kill (Unix.getpid ()) s;
+    let got () = (seen s > o0, go_count no > g0) in
+    (* Until each side that should have it has it (2 s at most), then 0.1 s
+       more for a side that should not to show it did. *)
+    let rec wait n =
+      let o, g = got () in
+      if ((o || not ocaml) && (g || not go)) || n = 0 then Lwt_unix.sleep 0.1
+      else Lwt_unix.sleep 0.01 >>= fun () -> wait (n - 1)
+    in
+    run (wait 200);
+    let o, g = got () in
+    if o <> ocaml || g <> go then fail "%s: OCaml %b (want %b), Go %b (want %b)" what o ocaml g go
+  in
+  notify sigint_no;
+  let h = on_signal Sys.sigint in
+  send "SIGINT, Go first" Sys.sigint sigint_no ~ocaml:true ~go:true;
+  ignore (on_signal Sys.sigusr1);
+  notify sigusr1_no;
+  send "SIGUSR1, OCaml first" Sys.sigusr1 sigusr1_no ~ocaml:true ~go:true;
+  reset sigusr1_no;
+  send "SIGUSR1 after Go's signal.Reset" Sys.sigusr1 sigusr1_no ~ocaml:true ~go:false;
+  Lwt_unix.disable_signal_handler h;
+  send "SIGINT after Lwt's handler is gone" Sys.sigint sigint_no ~ocaml:false ~go:true;
+  Sys.set_signal Sys.sigpipe Sys.Signal_ignore;
+  let go_write = I.bind_sync "cases.write_closed_pipe" I.Ty.unit I.Ty.string () in
+  if not (contains go_write "broken pipe") then fail "Go's write: %s" go_write;
+  let r, w = Unix.pipe () in
+  Unix.close r;
+  (match Unix.write_substring w "x" 0 1 with
+  | _ -> fail "OCaml's write to a closed pipe succeeded"
+  | exception Unix.Unix_error (Unix.EPIPE, _, _) -> ());
+  bridge_works ();
+  print_endline "ok: both sides get each signal"
+
 let cases =
   [
     ("stack_overflow_heap", stack_overflow_heap);
@@ -337,6 +387,7 @@ let cases =
     ("cancel_off_thread", cancel_off_thread);
     ("shutdown_in_callback", shutdown_in_callback);
     ("idle_cost", idle_cost);
+    ("signals_both", signals_both);
   ]
 
 let () =

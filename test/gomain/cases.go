@@ -8,10 +8,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -141,6 +145,36 @@ func registerCases() {
 	// A Go value of 1 MiB held by OCaml.
 	must(lwt.RegisterSync("cases.big_handle", func(unit) (lwt.Handle[[]byte], error) {
 		return lwt.Handle[[]byte]{Value: make([]byte, 1<<20)}, nil
+	}))
+
+	// Signals that both Go and OCaml handle: Go counts what it receives.
+	var notified [64]atomic.Int64
+	chans := map[int64]chan os.Signal{}
+	must(lwt.RegisterSync("cases.notify", func(sig int64) (unit, error) {
+		ch := make(chan os.Signal, 16)
+		chans[sig] = ch
+		signal.Notify(ch, syscall.Signal(sig))
+		go func() {
+			for range ch {
+				notified[sig].Add(1)
+			}
+		}()
+		return unit{}, nil
+	}))
+	must(lwt.RegisterSync("cases.reset", func(sig int64) (unit, error) {
+		signal.Reset(syscall.Signal(sig))
+		return unit{}, nil
+	}))
+	must(lwt.RegisterSync("cases.notified", func(sig int64) (int64, error) { return notified[sig].Load(), nil }))
+	must(lwt.RegisterSync("cases.write_closed_pipe", func(unit) (string, error) {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return "", err
+		}
+		r.Close()
+		defer w.Close()
+		_, err = w.Write([]byte("x"))
+		return fmt.Sprint(err), nil
 	}))
 
 	must(lwt.Register("cases.wait_cancel", func(ctx context.Context, _ unit) (string, error) {
