@@ -630,6 +630,7 @@ var endToEndCases = []struct{ name, crash string }{
 	{"shutdown_in_callback", ""},
 	{"idle_cost", ""},
 	{"signals_both", ""},
+	{"promise_kinds", ""},
 }
 
 func runCases(t *testing.T, exe string) {

@@ -319,6 +319,61 @@ let idle_cost () =
   bridge_works ();
   print_endline "ok"
 
+(* Every kind of OCaml promise that Go awaits (Lwt.task, Lwt.wait woken
+   later, already settled, never settled, failed) x {Go's deadline,
+   Lwt.cancel on the Lwt thread, Lwt.cancel from another thread}: each call
+   ends as it should, and none stays in flight. *)
+let promise_kinds () =
+  let last = ref Lwt.return_unit in
+  let kinds =
+    [|
+      ("Lwt.task", fun () -> let p, u = Lwt.task () in Lwt.async (fun () -> Lwt_unix.sleep 0.05 >|= fun () -> if Lwt.is_sleeping p then Lwt.wakeup u 1); p);
+      ("Lwt.wait", fun () -> let p, u = Lwt.wait () in Lwt.async (fun () -> Lwt_unix.sleep 0.05 >|= fun () -> Lwt.wakeup u 2); p);
+      ("settled", fun () -> Lwt.return 3);
+      ("never", fun () -> fst (Lwt.wait ()));
+      ("failed", fun () -> Lwt.fail Not_found);
+    |]
+  in
+  I.register "cases.promise" I.Ty.int I.Ty.int (fun k ->
+      let p = (snd kinds.(k)) () in
+      last := Lwt.map ignore p;
+      (* Lwt.cancel of !last reaches p *)
+      p);
+  I.init ();
+  let call_kind = I.bind "cases.call_kind" I.Ty.(pair int int) I.Ty.string in
+  let deadline k = run (call_kind (k, 10)) in
+  let cancel_soon k =
+    let p = call_kind (k, 500) in
+    run (Lwt_unix.sleep 0.005 >>= fun () -> Lwt.cancel !last; p)
+  in
+  let cancel_from_thread k =
+    let p = call_kind (k, 500) in
+    run (Lwt_unix.sleep 0.005 >|= fun () -> Thread.join (Thread.create (fun () -> Lwt.cancel !last) ()));
+    run p
+  in
+  let canceled = "Canceled" and off_thread = "settled on a thread that is not the Lwt thread" in
+  let want =
+    [|
+      (* kind: deadline, cancel on the Lwt thread, cancel from another thread *)
+      [| "deadline"; canceled; off_thread |];
+      [| "deadline"; "value 2"; "value 2" |];
+      [| "value 3"; "value 3"; "value 3" |];
+      [| "deadline"; "deadline"; "deadline" |];
+      [| "ocaml: Not_found"; "ocaml: Not_found"; "ocaml: Not_found" |];
+    |]
+  in
+  Array.iteri
+    (fun k (name, _) ->
+      List.iteri
+        (fun j (how, f) ->
+          let got = f k in
+          if not (contains got want.(k).(j)) then fail "%s, %s: want %S, got %S" name how want.(k).(j) got;
+          check_calls_back_to_zero ())
+        [ ("Go's deadline", deadline); ("Lwt.cancel", cancel_soon); ("Lwt.cancel from a thread", cancel_from_thread) ])
+    kinds;
+  bridge_works ();
+  print_endline "ok: 15 outcomes as they should be"
+
 (* A signal that both Go (signal.Notify) and OCaml (Lwt_unix.on_signal)
    handle reaches both, whichever installed its handler first; each side's
    withdrawal leaves the other's. SIGPIPE: ignored by the program, a write
@@ -388,6 +443,7 @@ let cases =
     ("shutdown_in_callback", shutdown_in_callback);
     ("idle_cost", idle_cost);
     ("signals_both", signals_both);
+    ("promise_kinds", promise_kinds);
   ]
 
 let () =

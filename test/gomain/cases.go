@@ -147,6 +147,25 @@ func registerCases() {
 		return lwt.Handle[[]byte]{Value: make([]byte, 1<<20)}, nil
 	}))
 
+	// Calls cases.promise (an OCaml function returning one kind of promise)
+	// under a deadline of ms milliseconds; the outcome as text.
+	must(lwt.Register("cases.call_kind", func(ctx context.Context, a lwt.Pair[int64, int64]) (string, error) {
+		f, err := lwt.Lookup[int64, int64]("cases.promise")
+		if err != nil {
+			return "", err
+		}
+		ctx, cancel := context.WithTimeout(ctx, time.Duration(a.Second)*time.Millisecond)
+		defer cancel()
+		v, err := f.Call(ctx, a.First)
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			return "deadline", nil
+		case err != nil:
+			return err.Error(), nil
+		}
+		return fmt.Sprint("value ", v), nil
+	}))
+
 	// Signals that both Go and OCaml handle: Go counts what it receives.
 	var notified [64]atomic.Int64
 	chans := map[int64]chan os.Signal{}
