@@ -497,7 +497,11 @@ func requireOCaml(t *testing.T) {
 		}
 	}
 	if len(missing) == 0 {
-		if out, err := exec.Command("ocamlfind", "query", "lwt.unix", "alcotest").CombinedOutput(); err != nil {
+		pkgs := []string{"query", "lwt.unix", "alcotest"}
+		if vendored, _ := filepath.Glob("vendor/alcotest-*"); len(vendored) > 0 {
+			pkgs = pkgs[:2] // alcotest vendored, as .ci/ocaml-5.2 does
+		}
+		if out, err := exec.Command("ocamlfind", pkgs...).CombinedOutput(); err != nil {
 			missing = append(missing, strings.TrimSpace(string(out)))
 		}
 	}
@@ -523,8 +527,17 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	build := exec.Command("dune", "build", "--build-dir", buildDir,
-		"test/test_lwt_interop.exe", "test/test_reliability.exe", "test/seed.exe", "test/cases.exe")
+	targets := []string{"test/test_lwt_interop.exe", "test/test_reliability.exe", "test/seed.exe", "test/cases.exe"}
+	version, err := exec.Command("ocamlfind", "ocamlopt", "-version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ocaml5 := !strings.HasPrefix(string(version), "4.")
+	if ocaml5 {
+		targets = append(targets, "test/ocaml5.exe")
+	}
+	t.Logf("OCaml %s", strings.TrimSpace(string(version)))
+	build := exec.Command("dune", append([]string{"build", "--build-dir", buildDir}, targets...)...)
 	build.Env = os.Environ()
 	if notifierKind == "self-pipe" {
 		build.Env = append(build.Env, "GOFLAGS=-tags=lwt_selfpipe")
@@ -550,7 +563,10 @@ func TestEndToEnd(t *testing.T) {
 		})
 	}
 
-	t.Run("cases", func(t *testing.T) { runCases(t, filepath.Join(bin, "cases.exe")) })
+	t.Run("cases", func(t *testing.T) { runCases(t, filepath.Join(bin, "cases.exe"), endToEndCases) })
+	if ocaml5 {
+		t.Run("ocaml5", func(t *testing.T) { runCases(t, filepath.Join(bin, "ocaml5.exe"), ocaml5Cases) })
+	}
 
 	t.Run("seed", func(t *testing.T) {
 		tsv := filepath.Join(t.TempDir(), "seed.tsv")
@@ -612,7 +628,9 @@ func TestEndToEnd(t *testing.T) {
 // endToEndCases are the cases of test/cases.ml, each run in a process of its
 // own: each must print "ok", but those whose documented outcome is the end
 // of the process, which must end with crash in their output.
-var endToEndCases = []struct{ name, crash string }{
+type endToEndCase struct{ name, crash string }
+
+var endToEndCases = []endToEndCase{
 	{"stack_overflow_heap", ""},
 	{"error_chain", ""},
 	{"wake_off_thread", ""},
@@ -633,19 +651,27 @@ var endToEndCases = []struct{ name, crash string }{
 	{"promise_kinds", ""},
 }
 
-func runCases(t *testing.T, exe string) {
+// ocaml5Cases are the cases of test/ocaml5.ml, run on OCaml 5 only.
+var ocaml5Cases = []endToEndCase{
+	{"other_domain", ""},
+	{"bridge_in_domain", ""},
+	{"allocating_domain", ""},
+	{"nil_dereference", ""},
+}
+
+func runCases(t *testing.T, exe string, cases []endToEndCase) {
 	listed, err := exec.Command(exe, "list").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var names []string
-	for _, c := range endToEndCases {
+	for _, c := range cases {
 		names = append(names, c.name)
 	}
 	if got := strings.Fields(string(listed)); strings.Join(got, " ") != strings.Join(names, " ") {
-		t.Fatalf("test/cases.ml has the cases %v, this table %v", got, names)
+		t.Fatalf("%s has the cases %v, this table %v", exe, got, names)
 	}
-	for _, c := range endToEndCases {
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

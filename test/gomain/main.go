@@ -294,7 +294,15 @@ func init() {
 	must(lwt.Register("test.shutdown_self", func(context.Context, unit) (unit, error) {
 		return unit{}, lwt.Shutdown(context.Background())
 	}))
-	must(lwt.Register("test.two_shutdowns", func(context.Context, unit) (unit, error) {
+	// A sync function, which holds the Lwt thread until both Shutdowns and
+	// the Post are queued: none of them can then reach the bridge that
+	// OCaml starts again after this one closes.
+	must(lwt.RegisterSync("test.two_shutdowns", func(unit) (unit, error) {
+		defer func() {
+			for deadline := time.Now().Add(2 * time.Second); lwt.CurrentStats().Jobs < 3 && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+		}()
 		go func() {
 			errs := make(chan error, 2)
 			posted := make(chan bool, 1)
