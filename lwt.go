@@ -54,7 +54,7 @@ var (
 	ErrAlreadySettled = errors.New("lwt: promise already settled")
 	// ErrWouldBlock: Await or Func.Call on the Lwt thread outside a loop
 	// task, where waiting would stall the Lwt event loop.
-	ErrWouldBlock = errors.New("lwt: Await on the Lwt thread outside a loop task would block the event loop (use a task, Then, or a goroutine)")
+	ErrWouldBlock = errors.New("lwt: waiting on the Lwt thread outside a loop task would block the event loop (use a task, Then, Func.Go, or a goroutine)")
 
 	// ErrReleased: an OCaml function or value (Func, Value) used after its
 	// Release.
@@ -218,7 +218,7 @@ const defaultGrace = time.Second
 // It returns ErrClosed if the bridge was already shut down. If ctx ends
 // before the Lwt thread gets to it, Shutdown returns ctx's error, and the
 // Lwt thread still shuts the bridge down when it does, with no grace left.
-// A ctx without a deadline gives a grace period of defaultGrace (as
+// A ctx without a deadline gives a grace period of one second (as
 // Lwt_interop.shutdown does): a Go call that calls Shutdown is itself in
 // flight, and so waits that long. The Lwt loop does not run during the
 // grace period: a Go call waiting for an OCaml promise that needs it ends

@@ -117,7 +117,7 @@ func wakesPending(t *testing.T, n *notifier) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k == 8 && buf[0] != 1 || buf[1] != 1 { // an eventfd counter, not 8 pipe bytes
+	if notifierKind == "eventfd" {
 		return int(binary.NativeEndian.Uint64(buf[:8]))
 	}
 	return k
@@ -338,6 +338,19 @@ func TestAwaitOnLoopOutsideTaskIsAnError(t *testing.T) {
 	})
 	if _, err := await(t, task); !errors.Is(err, ErrWouldBlock) {
 		t.Errorf("Await in a nested entry returned %v, want ErrWouldBlock", err)
+	}
+}
+
+// Rejected(nil) and Reject(nil) both make a rejected promise, never a
+// fulfilled one.
+func TestRejectingWithNilIsAnError(t *testing.T) {
+	if _, err, _ := Rejected[int](nil).Result(); !errors.Is(err, errNilReject) {
+		t.Errorf("Rejected(nil): %v", err)
+	}
+	p, r := NewPromise[int]()
+	r.Reject(nil)
+	if _, err, _ := p.Result(); !errors.Is(err, errNilReject) {
+		t.Errorf("Reject(nil): %v", err)
 	}
 }
 
@@ -789,6 +802,7 @@ func readmeBlock(t *testing.T, marker, lang string) string {
 // work: a type that cannot cross, one inside an option, list or pair that
 // cannot, and a name used twice.
 func TestRegisterErrors(t *testing.T) {
+	t.Cleanup(func() { forgetRegistered("test.twice") }) // go test -count=2 registers again
 	noop := func(context.Context, chan int) (struct{}, error) { return struct{}{}, nil }
 	for _, c := range []struct {
 		err  error
@@ -810,4 +824,12 @@ func TestRegisterErrors(t *testing.T) {
 			t.Errorf("got %v, want %q", c.err, c.want)
 		}
 	}
+}
+
+// forgetRegistered drops name from the registry, for a test that registers
+// it to run again. Its id stays taken.
+func forgetRegistered(name string) {
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	delete(registry.byName, name)
 }

@@ -82,8 +82,12 @@ func Resolved[T any](v T) *Promise[T] {
 	return p
 }
 
-// Rejected returns a promise already rejected with err.
+// Rejected returns a promise already rejected with err; a nil err is
+// replaced by an error saying so, as Resolver.Reject does.
 func Rejected[T any](err error) *Promise[T] {
+	if err == nil {
+		err = errNilReject
+	}
 	p := new(Promise[T])
 	var zero T
 	p.settle(zero, err, false)
@@ -101,7 +105,7 @@ func (r Resolver[T]) Resolve(v T) error { return r.p.settle(v, nil, onLoopThread
 // ErrAlreadySettled, and changes nothing, if the promise was settled before.
 func (r Resolver[T]) Reject(err error) error {
 	if err == nil {
-		err = errNilReject
+		err = errNilReject // as Rejected does
 	}
 	var zero T
 	return r.p.settle(zero, err, onLoopThread())

@@ -231,8 +231,8 @@ let test_named () =
     (fun name -> run (I.bind name I.Ty.unit I.Ty.string () >|= Alcotest.(check string) name want))
     [ "test.named_task"; "test.named_goroutine" ];
   Alcotest.(check string) "from a Go sync function"
-    ("SYNC <nil> | " ^ "lwt: Await on the Lwt thread outside a loop task would block the event loop \
-      (use a task, Then, or a goroutine)")
+    ("SYNC <nil> | " ^ "lwt: waiting on the Lwt thread outside a loop task would block the event loop \
+      (use a task, Then, Func.Go, or a goroutine)")
     (I.bind_sync "test.named_sync" I.Ty.unit I.Ty.string ());
   check_raises_matching "registered twice" (function Invalid_argument _ -> true | _ -> false)
     (fun () -> I.register "ocaml.tenfold" I.Ty.int I.Ty.int Lwt.return)
