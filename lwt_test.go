@@ -662,6 +662,7 @@ var endToEndCases = []endToEndCase{
 	{"idle_cost", ""},
 	{"signals_both", ""},
 	{"promise_kinds", ""},
+	{"timer_slack", ""},
 }
 
 // ocaml5Cases are the cases of test/ocaml5.ml, run on OCaml 5 only.

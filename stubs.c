@@ -718,10 +718,13 @@ value lwt_interop_on_lwt_thread(value unit)
  * half its speed to it. A thread inherits the slack of the thread that
  * creates it, and Go's c-archive constructor, which starts Go's threads,
  * runs after this one (priority 101 comes before the default): so every
- * thread of the program gets a 1 ns slack. */
+ * thread of the program gets a 1 ns slack, unless the environment variable
+ * LWT_INTEROP_KEEP_TIMER_SLACK is set (to anything but ""). */
 __attribute__((constructor(101))) static void lwt_timer_slack(void)
 {
-  prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+  const char *keep = getenv("LWT_INTEROP_KEEP_TIMER_SLACK");
+  if (keep == NULL || *keep == 0)
+    prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
 }
 
 /* ---- Signals ----------------------------------------------------------------

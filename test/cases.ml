@@ -424,6 +424,37 @@ let signals_both () =
   bridge_works ();
   print_endline "ok: both sides get each signal"
 
+(* The library gives the program a 1 ns timer slack, unless
+   LWT_INTEROP_KEEP_TIMER_SLACK is set: this case runs itself again, with a
+   50 us slack to inherit (a thread inherits its creator's), with and
+   without the variable. *)
+let timer_slack_of () =
+  I.init ();
+  let slack = I.bind_sync "cases.timer_slack" I.Ty.unit I.Ty.int () in
+  I.shutdown ();
+  slack
+
+let timer_slack () =
+  let slack = timer_slack_of () in
+  if slack <> 1 then fail "timer slack %d ns, want 1" slack;
+  I.init ();
+  I.bind_sync "cases.set_timer_slack" I.Ty.int I.Ty.unit 50_000;
+  I.shutdown ();
+  let child env =
+    let env = Array.append env (Unix.environment ()) in
+    let p = Unix.open_process_args_full Sys.executable_name [| Sys.executable_name; "timer_slack_kept" |] env in
+    let ic, _, _ = p in
+    let slack = int_of_string (input_line ic) in
+    (match Unix.close_process_full p with Unix.WEXITED 0 -> () | _ -> fail "timer_slack_kept failed");
+    slack
+  in
+  let set = child [||] and kept = child [| "LWT_INTEROP_KEEP_TIMER_SLACK=1" |] in
+  if set <> 1 then fail "a child's slack: %d ns, want 1" set;
+  if kept <> 50_000 then fail "LWT_INTEROP_KEEP_TIMER_SLACK set: %d ns, want the inherited 50000" kept;
+  print_endline "ok: 1 ns by default; kept with LWT_INTEROP_KEEP_TIMER_SLACK"
+
+let timer_slack_kept () = print_endline (string_of_int (timer_slack_of ()))
+
 let cases =
   [
     ("stack_overflow_heap", stack_overflow_heap);
@@ -444,11 +475,13 @@ let cases =
     ("idle_cost", idle_cost);
     ("signals_both", signals_both);
     ("promise_kinds", promise_kinds);
+    ("timer_slack", timer_slack);
   ]
 
 let () =
   match Sys.argv with
   | [| _; "list" |] -> List.iter (fun (name, _) -> print_endline name) cases
+  | [| _; "timer_slack_kept" |] -> timer_slack_kept ()
   | [| _; name |] -> (
       match List.assoc_opt name cases with
       | Some f -> f ()

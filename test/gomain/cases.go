@@ -166,6 +166,14 @@ func registerCases() {
 		return fmt.Sprint("value ", v), nil
 	}))
 
+	must(lwt.RegisterSync("cases.set_timer_slack", func(ns int64) (unit, error) {
+		return unit{}, unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(ns), 0, 0, 0)
+	}))
+	must(lwt.RegisterSync("cases.timer_slack", func(unit) (int64, error) {
+		n, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
+		return int64(n), err
+	}))
+
 	// Signals that both Go and OCaml handle: Go counts what it receives.
 	var notified [64]atomic.Int64
 	chans := map[int64]chan os.Signal{}
