@@ -511,7 +511,7 @@ func requireOCaml(t *testing.T) {
 	}
 	if len(missing) == 0 {
 		pkgs := []string{"query", "lwt.unix", "alcotest"}
-		if vendored, _ := filepath.Glob("vendor/alcotest-*"); len(vendored) > 0 {
+		if vendored, _ := filepath.Glob("ocaml-vendor/alcotest-*"); len(vendored) > 0 {
 			pkgs = pkgs[:2] // alcotest vendored, as .ci/ocaml-5.2 does
 		}
 		if out, err := exec.Command("ocamlfind", pkgs...).CombinedOutput(); err != nil {
