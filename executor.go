@@ -16,14 +16,16 @@ import (
 // notifier and runs on the loop's next turn.
 const budget = 256
 
-// loop is the executor bound to one Lwt thread. mu guards the fields above
-// it is declared with, shared with every goroutine; wd is the watchdog's
-// (watchdog.go); the others belong to the Lwt thread alone.
+// loop is one bridge: the executor bound to one Lwt thread and everything
+// the bridge holds, made by init and dropped whole by shutdown. mu guards
+// the fields above it is declared with, shared with every goroutine; closed
+// is set under mu and read anywhere; wd is the watchdog's (watchdog.go);
+// named has its own lock; the others belong to the Lwt thread alone.
 type loop struct {
 	mu     sync.Mutex
 	jobs   []func() // posted, not yet run
 	woken  bool     // the notifier was written and runPending has not yet drained it
-	closed bool
+	closed atomic.Bool
 	notify *notifier
 
 	wd        *watchdog
@@ -35,6 +37,18 @@ type loop struct {
 	ready   []*task            // tasks to resume before the outermost entry returns
 	live    map[*task]struct{} // tasks spawned and not yet finished
 	batch   []func()           // scratch for runPending
+
+	// The calls in flight each way (register.go, ocaml.go), the OCaml values
+	// Go holds, and the OCaml functions registered by name.
+	inCalls    map[int64]*inCall
+	nextInCall int64
+	outCalls   callTable
+	roots      map[*ocamlRoot]struct{}
+	named      namedFuncs
+
+	// What the bridge holds, for CurrentStats: any goroutine reads them
+	// (with outCalls.inFlight).
+	rootsLive, tasksLive, inCallsLive atomic.Int64
 
 	// Shutdown, Lwt thread only: requests from Go's Shutdown wait for the
 	// end of the runPending that received them; stopping is set meanwhile.
@@ -48,7 +62,8 @@ func newLoop() (*loop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lwt: creating the notifier: %w", err)
 	}
-	return &loop{notify: n, live: make(map[*task]struct{}), wd: newWatchdog()}, nil
+	return &loop{notify: n, live: make(map[*task]struct{}), wd: newWatchdog(),
+		inCalls: make(map[int64]*inCall), roots: make(map[*ocamlRoot]struct{})}, nil
 }
 
 // post queues job to run on the Lwt thread. Safe from any goroutine; never
@@ -59,7 +74,7 @@ func newLoop() (*loop, error) {
 func (l *loop) post(job func()) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
+	if l.closed.Load() {
 		return ErrClosed
 	}
 	l.jobs = append(l.jobs, job)
@@ -75,7 +90,7 @@ func (l *loop) post(job func()) error {
 func (l *loop) kick() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.woken && !l.closed {
+	if !l.woken && !l.closed.Load() {
 		l.woken = true
 		l.notify.wake()
 	}
@@ -198,12 +213,12 @@ type task struct {
 // Lwt thread only.
 func (l *loop) spawn(t *task) {
 	t.l = l
-	if l.closed {
+	if l.closed.Load() {
 		t.abort(ErrClosed)
 		return
 	}
 	l.live[t] = struct{}{}
-	tasksLive.Add(1)
+	l.tasksLive.Add(1)
 	l.schedule(t)
 }
 
@@ -229,7 +244,7 @@ func (l *loop) step(t *task) {
 
 func (l *loop) finish(t *task) {
 	delete(l.live, t)
-	tasksLive.Add(-1)
+	l.tasksLive.Add(-1)
 	t.stopWatching()
 	for _, s := range t.calls { // started with Func.Go and not awaited: they outlive the task
 		cs := s.state()
@@ -263,7 +278,7 @@ func (t *task) onCancel() {
 	calls := t.calls
 	t.calls = nil
 	for _, c := range calls {
-		cancelOutCall(c, t.ctx.Err())
+		t.l.cancelOutCall(c, t.ctx.Err())
 	}
 	if t.ownCtx {
 		t.wake(t.seq)
@@ -341,11 +356,7 @@ func start() (*loop, error) {
 	return l, nil
 }
 
-func (l *loop) isClosed() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.closed
-}
+func (l *loop) isClosed() bool { return l.closed.Load() }
 
 // shutdown closes the executor: it stops every task, then calls failAll to
 // fail what is still in flight, runs the jobs already posted (they find the
@@ -353,7 +364,7 @@ func (l *loop) isClosed() bool {
 func (l *loop) shutdown(failAll func()) error {
 	l.wd.stopWatching()
 	l.mu.Lock()
-	l.closed = true
+	l.closed.Store(true)
 	jobs := l.jobs
 	l.jobs = nil
 	l.mu.Unlock()

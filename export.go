@@ -121,8 +121,8 @@ func lwt_go_lookup(name *C.char, nameLen C.size_t, argSig *C.char, argLen C.size
 //export lwt_go_register
 func lwt_go_register(name *C.char, nameLen C.size_t, argSig *C.char, argLen C.size_t,
 	retSig *C.char, retLen C.size_t, fn C.lwt_value, sync C.int, errOut **C.char) C.int {
-	ok := entered(errOut, func(*loop) error {
-		return registerNamed(C.GoStringN(name, C.int(nameLen)), C.GoStringN(argSig, C.int(argLen)),
+	ok := entered(errOut, func(l *loop) error {
+		return l.registerNamed(C.GoStringN(name, C.int(nameLen)), C.GoStringN(argSig, C.int(argLen)),
 			C.GoStringN(retSig, C.int(retLen)), fn, sync != 0)
 	})
 	if !ok {
@@ -139,11 +139,11 @@ func lwt_go_call(fn C.int, arg C.lwt_value, resolver C.intptr_t, errOut **C.char
 		if err != nil {
 			return err
 		}
-		if l.closed {
+		if l.isClosed() {
 			return ErrClosed
 		}
 		var c *inCall
-		id, c = newInCall(l, resolver)
+		id, c = l.newInCall(resolver)
 		g.start(arg, c)
 		return nil
 	})
@@ -173,7 +173,7 @@ func lwt_go_call_sync(fn C.int, arg C.lwt_value, result *C.lwt_value, errOut **C
 		}
 	}()
 	g, err := funcByID(int(fn))
-	if err == nil && l.closed {
+	if err == nil && l.isClosed() {
 		err = ErrClosed
 	}
 	if err == nil {
@@ -194,12 +194,12 @@ func lwt_go_cancel(call C.int64_t, onLwtThread C.int) {
 	if onLwtThread == 0 {
 		defer guard(nil)
 		if l := current.Load(); l != nil {
-			l.post(func() { cancelInCall(int64(call)) })
+			l.post(func() { l.cancelInCall(int64(call)) })
 		}
 		return
 	}
-	entered(nil, func(*loop) error {
-		cancelInCall(int64(call))
+	entered(nil, func(l *loop) error {
+		l.cancelInCall(int64(call))
 		return nil
 	})
 }
@@ -216,7 +216,7 @@ func lwt_go_resolve(id C.intptr_t, v C.lwt_value) {
 	l.arrive()
 	defer l.leave()
 	defer guard(nil) // runs first: leave then resumes tasks normally
-	if s := outCalls.take(int(id)); s != nil {
+	if s := l.outCalls.take(int(id)); s != nil {
 		s.resolve(v)
 	}
 }
@@ -230,7 +230,7 @@ func lwt_go_reject(id C.intptr_t, msg *C.char, n C.size_t, fromGo C.int) {
 	l.arrive()
 	defer l.leave()
 	defer guard(nil)
-	if s := outCalls.take(int(id)); s != nil {
+	if s := l.outCalls.take(int(id)); s != nil {
 		s.reject(&OCamlError{Exn: C.GoStringN(msg, C.int(n)), fromGo: fromGo != 0})
 	}
 }
@@ -239,7 +239,7 @@ func lwt_go_reject(id C.intptr_t, msg *C.char, n C.size_t, fromGo C.int) {
 func lwt_go_settled_off_thread(id C.intptr_t) {
 	defer guard(nil)
 	if l := current.Load(); l != nil {
-		l.post(func() { failOffThread(int(id)) })
+		l.post(func() { l.failOffThread(int(id)) })
 	}
 }
 

@@ -268,18 +268,17 @@ func shutdownBridge(l *loop, ctx context.Context) error {
 		defer cancel()
 	}
 	l.wd.stopWatching() // the wait below is no stall
-	cancelAllInCalls()
-	for len(inCalls) > 0 && ctx.Err() == nil {
+	l.cancelAllInCalls()
+	for len(l.inCalls) > 0 && ctx.Err() == nil {
 		l.runPending() // the calls' results, and what their tasks need to finish
 		time.Sleep(time.Millisecond)
 	}
 	C.lwt_closed() // OCaml stops watching the notifier before it closes
 	err := l.shutdown(func() {
-		rejectAllInCalls(ErrClosed)
-		outCalls.abandonAll(ErrClosed)
+		l.rejectAllInCalls(ErrClosed)
+		l.outCalls.abandonAll(ErrClosed)
 	})
-	forgetNamed()
-	freeAllRoots()
+	l.freeAllRoots() // OCaml's roots: the rest goes with l
 	for _, done := range l.shutdownWaiters {
 		done <- err
 	}
@@ -302,18 +301,12 @@ type Stats struct {
 	Stalls int
 }
 
-var rootsLive, tasksLive, callsLive atomic.Int64
-
 // CurrentStats returns the bridge's counts. Safe from any goroutine.
 func CurrentStats() Stats {
-	s := Stats{
-		Roots:   int(rootsLive.Load()),
-		Handles: int(handlesLive.Load()),
-		Tasks:   int(tasksLive.Load()),
-		Calls:   int(callsLive.Load()),
-		Stalls:  int(stallsSeen.Load()),
-	}
+	s := Stats{Handles: int(handlesLive.Load()), Stalls: int(stallsSeen.Load())}
 	if l := current.Load(); l != nil {
+		s.Roots, s.Tasks = int(l.rootsLive.Load()), int(l.tasksLive.Load())
+		s.Calls = int(l.inCallsLive.Load() + l.outCalls.inFlight.Load())
 		l.mu.Lock()
 		s.Jobs = len(l.jobs)
 		l.mu.Unlock()

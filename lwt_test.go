@@ -815,7 +815,7 @@ func TestRegisterErrors(t *testing.T) {
 		{RegisterSync("test.handles", func(struct{}) ([]Handle[int], error) { return nil, nil }),
 			"Go type lwt.Handle[int] cannot cross to OCaml"},
 		{RegisterSync("test.twice", func(int64) (int64, error) { return 0, nil }), ""},
-		{RegisterSync("test.twice", func(int64) (int64, error) { return 0, nil }), "lwt: \"test.twice\" is already registered"},
+		{RegisterSync("test.twice", func(int64) (int64, error) { return 0, nil }), "lwt: a Go function is already registered as \"test.twice\""},
 	} {
 		if c.want == "" {
 			if c.err != nil {

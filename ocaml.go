@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -26,7 +27,7 @@ import (
 // types of 'a and 'b. It keeps its closure alive until Release, until the
 // Func is garbage collected, or until the bridge shuts down.
 type Func[A, R any] struct {
-	root  *rootHandle
+	root  *ocamlRef
 	enc   *codec[A]
 	dec   *codec[R]
 	sync  bool           // registered with Lwt_interop.register_sync: settles at once
@@ -45,7 +46,7 @@ func (*Func[A, R]) closureCodec() (string, func(v value) (any, error), error) {
 		return "", nil, err
 	}
 	hold := func(v value) (any, error) {
-		root, err := newRootHandle(v)
+		root, err := newOCamlRef(v)
 		if err != nil {
 			return nil, err
 		}
@@ -142,7 +143,8 @@ func (f *Func[A, R]) send(ctx context.Context, s settler, arg A) error {
 	if err != nil {
 		return err
 	}
-	id := outCalls.add(s)
+	l := f.root.l
+	id := l.outCalls.add(s)
 	cancellable := ctx.Done() != nil
 	switch C.lwt_call(f.root.cell.root, v, C.intptr_t(id), boolInt(cancellable)) {
 	case C.LWT_PENDING:
@@ -150,10 +152,10 @@ func (f *Func[A, R]) send(ctx context.Context, s settler, arg A) error {
 			s.state().watch(ctx, f.root.l, s)
 		}
 	case C.LWT_RESOLVED:
-		outCalls.take(id)
+		l.outCalls.take(id)
 		s.resolve(C.lwt_call_out.result)
 	default:
-		outCalls.take(id)
+		l.outCalls.take(id)
 		out := &C.lwt_call_out
 		s.reject(&OCamlError{
 			Exn:       takeCString(out.error, int(out.error_len)),
@@ -230,7 +232,7 @@ func (cs *callState) watch(ctx context.Context, l *loop, s settler) {
 		return
 	}
 	cs.unwatch = context.AfterFunc(ctx, func() {
-		l.post(func() { cancelOutCall(s, ctx.Err()) })
+		l.post(func() { l.cancelOutCall(s, ctx.Err()) })
 	})
 }
 
@@ -319,12 +321,12 @@ func (c *taskCall[R]) finish(v R, err error) {
 // marks the call dead before Lwt.cancel, so that a promise that ignores
 // Lwt.cancel (an Lwt.wait one) and settles later reaches Go no more: the id
 // is free at once. Lwt thread only.
-func cancelOutCall(s settler, err error) {
+func (l *loop) cancelOutCall(s settler, err error) {
 	id := s.state().id
-	if id < len(outCalls.slots) && outCalls.slots[id] == s {
+	if id < len(l.outCalls.slots) && l.outCalls.slots[id] == s {
 		s.abandon(err)
 		C.lwt_cancel(C.intptr_t(id))
-		outCalls.take(id)
+		l.outCalls.take(id)
 	}
 }
 
@@ -335,22 +337,22 @@ var errSettledOffThread = errors.New("lwt: the OCaml promise was settled on a th
 
 // failOffThread fails call id, settled by OCaml on another thread. Lwt
 // thread only.
-func failOffThread(id int) {
-	if s := outCalls.take(id); s != nil {
+func (l *loop) failOffThread(id int) {
+	if s := l.outCalls.take(id); s != nil {
 		s.abandon(errSettledOffThread)
 	}
 }
 
-// callTable numbers the Go→OCaml calls in flight; Lwt thread only.
+// callTable numbers the Go→OCaml calls in flight; Lwt thread only, but
+// for inFlight, which CurrentStats reads.
 type callTable struct {
-	slots []settler
-	free  []int
+	slots    []settler
+	free     []int
+	inFlight atomic.Int64
 }
 
-var outCalls callTable
-
 func (t *callTable) add(s settler) int {
-	callsLive.Add(1)
+	t.inFlight.Add(1)
 	var id int
 	if n := len(t.free); n > 0 {
 		id = t.free[n-1]
@@ -372,7 +374,7 @@ func (t *callTable) take(id int) settler {
 	s := t.slots[id]
 	t.slots[id] = nil
 	t.free = append(t.free, id)
-	callsLive.Add(-1)
+	t.inFlight.Add(-1)
 	return s
 }
 
@@ -386,43 +388,41 @@ func (t *callTable) abandonAll(err error) {
 	t.slots, t.free = nil, nil
 }
 
-// rootCell is one OCaml root; the roots set keeps it, not the rootHandle,
-// so that a rootHandle dropped by Go can be collected and clean up.
-type rootCell struct {
+// ocamlRoot is one OCaml root; the roots set keeps it, not the ocamlRef,
+// so that a ocamlRef dropped by Go can be collected and clean up.
+type ocamlRoot struct {
 	root  C.lwt_root
+	l     *loop // whose roots set keeps it
 	freed bool
 }
 
-// roots are the live roots of the running bridge; Lwt thread only.
-var roots = map[*rootCell]struct{}{}
-
-// rootHandle is Go's reference to an OCaml value. Its root is freed on the
+// ocamlRef is Go's reference to an OCaml value. Its root is freed on the
 // Lwt thread by release, by a cleanup once Go drops the handle, or by
 // shutdown, whichever comes first.
-type rootHandle struct {
-	cell   *rootCell
+type ocamlRef struct {
+	cell   *ocamlRoot
 	l      *loop
 	pinned bool // owned by the registry of named OCaml functions: freed at shutdown only
 }
 
-// newRootHandle roots the OCaml value v. Lwt thread only.
-func newRootHandle(v value) (*rootHandle, error) {
+// newOCamlRef roots the OCaml value v. Lwt thread only.
+func newOCamlRef(v value) (*ocamlRef, error) {
 	r := C.lwt_root_new(v)
 	if r == nil {
 		return nil, errors.New("lwt: out of memory rooting an OCaml value")
 	}
-	cell := &rootCell{root: r}
-	roots[cell] = struct{}{}
-	rootsLive.Add(1)
-	h := &rootHandle{cell: cell, l: current.Load()}
-	l := h.l
-	runtime.AddCleanup(h, func(c *rootCell) { l.post(func() { c.free() }) }, cell)
+	l := current.Load()
+	cell := &ocamlRoot{root: r, l: l}
+	l.roots[cell] = struct{}{}
+	l.rootsLive.Add(1)
+	h := &ocamlRef{cell: cell, l: l}
+	runtime.AddCleanup(h, func(c *ocamlRoot) { l.post(func() { c.free() }) }, cell)
 	return h, nil
 }
 
 // usable returns nil if the root may be used now. Lwt thread only.
-func (h *rootHandle) usable() error {
-	if h.l != current.Load() || h.l.closed {
+func (h *ocamlRef) usable() error {
+	if h.l != current.Load() || h.l.isClosed() {
 		return ErrClosed
 	}
 	if h.cell.freed {
@@ -431,7 +431,7 @@ func (h *rootHandle) usable() error {
 	return nil
 }
 
-func (h *rootHandle) release() {
+func (h *ocamlRef) release() {
 	if h.pinned {
 		return
 	}
@@ -443,18 +443,18 @@ func (h *rootHandle) release() {
 }
 
 // free frees the root once. Lwt thread only.
-func (c *rootCell) free() {
+func (c *ocamlRoot) free() {
 	if !c.freed {
 		c.freed = true
-		delete(roots, c)
-		rootsLive.Add(-1)
+		delete(c.l.roots, c)
+		c.l.rootsLive.Add(-1)
 		C.lwt_root_free(c.root)
 	}
 }
 
 // freeAllRoots frees every root, at shutdown.
-func freeAllRoots() {
-	for c := range roots {
+func (l *loop) freeAllRoots() {
+	for c := range l.roots {
 		c.free()
 	}
 }
@@ -473,14 +473,16 @@ func Lookup[A, R any](name string) (*Func[A, R], error) {
 	if err != nil {
 		return nil, err
 	}
-	if l, err := activeLoop(); err != nil {
+	l, err := activeLoop()
+	if err != nil {
 		return nil, err
-	} else if l.isClosed() {
+	}
+	if l.isClosed() {
 		return nil, ErrClosed
 	}
-	named.mu.Lock()
-	r, ok := named.funcs[name]
-	named.mu.Unlock()
+	l.named.mu.Lock()
+	r, ok := l.named.funcs[name]
+	l.named.mu.Unlock()
 	if !ok {
 		return nil, fmt.Errorf("lwt: no OCaml function registered as %q", name)
 	}
@@ -491,9 +493,10 @@ func Lookup[A, R any](name string) (*Func[A, R], error) {
 	return &Func[A, R]{root: r.root, enc: enc, dec: dec, sync: r.sync}, nil
 }
 
-// named holds the OCaml functions registered by name. OCaml hands them over
-// at each init (and at register after it); shutdown forgets them.
-var named struct {
+// namedFuncs are the OCaml functions registered by name, held by one
+// bridge: OCaml hands them over at each init (and at register after it).
+// Lwt thread, but for Lookup's reads under mu.
+type namedFuncs struct {
 	mu    sync.Mutex
 	funcs map[string]namedFunc
 }
@@ -501,33 +504,26 @@ var named struct {
 type namedFunc struct {
 	argSig, retSig string
 	sync           bool
-	root           *rootHandle
+	root           *ocamlRef
 }
 
 // registerNamed holds fn for Lookup. Lwt thread only.
-func registerNamed(name, argSig, retSig string, fn value, sync bool) error {
-	named.mu.Lock()
-	defer named.mu.Unlock()
-	if _, dup := named.funcs[name]; dup {
+func (l *loop) registerNamed(name, argSig, retSig string, fn value, sync bool) error {
+	l.named.mu.Lock()
+	defer l.named.mu.Unlock()
+	if _, dup := l.named.funcs[name]; dup {
 		return fmt.Errorf("lwt: an OCaml function is already registered as %q", name)
 	}
-	if named.funcs == nil {
-		named.funcs = make(map[string]namedFunc)
+	if l.named.funcs == nil {
+		l.named.funcs = make(map[string]namedFunc)
 	}
-	root, err := newRootHandle(fn)
+	root, err := newOCamlRef(fn)
 	if err != nil {
 		return err
 	}
 	root.pinned = true
-	named.funcs[name] = namedFunc{argSig: argSig, retSig: retSig, sync: sync, root: root}
+	l.named.funcs[name] = namedFunc{argSig: argSig, retSig: retSig, sync: sync, root: root}
 	return nil
-}
-
-// forgetNamed drops the registry, at shutdown (which frees its roots).
-func forgetNamed() {
-	named.mu.Lock()
-	named.funcs = nil
-	named.mu.Unlock()
 }
 
 func setAPI(api *C.struct_lwt_ocaml) { C.lwt_set_api(api) }

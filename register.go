@@ -135,7 +135,7 @@ func register[A, R any](name string, k kind, fn func(context.Context, A) (R, err
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
 	if _, dup := registry.byName[name]; dup {
-		return fmt.Errorf("lwt: %q is already registered", name)
+		return fmt.Errorf("lwt: a Go function is already registered as %q", name)
 	}
 	if registry.byName == nil {
 		registry.byName = make(map[string]int)
@@ -185,20 +185,14 @@ type inCall struct {
 	done     bool
 }
 
-// inCalls are the OCaml→Go calls in flight, by the id OCaml cancels them
-// with; Lwt thread only.
-var (
-	inCalls    = map[int64]*inCall{}
-	nextInCall int64
-)
-
-// newInCall numbers the call. Lwt thread only.
-func newInCall(l *loop, resolver C.intptr_t) (int64, *inCall) {
+// newInCall numbers the call, in l.inCalls by the id OCaml cancels it
+// with. Lwt thread only.
+func (l *loop) newInCall(resolver C.intptr_t) (int64, *inCall) {
 	ctx, cancel := context.WithCancel(context.Background())
-	nextInCall++
-	c := &inCall{id: nextInCall, l: l, ctx: ctx, cancel: cancel, resolver: resolver}
-	callsLive.Add(1)
-	inCalls[c.id] = c
+	l.nextInCall++
+	c := &inCall{id: l.nextInCall, l: l, ctx: ctx, cancel: cancel, resolver: resolver}
+	l.inCallsLive.Add(1)
+	l.inCalls[c.id] = c
 	return c.id, c
 }
 
@@ -208,9 +202,9 @@ func (c *inCall) end() bool {
 		return false
 	}
 	c.done = true
-	delete(inCalls, c.id)
+	delete(c.l.inCalls, c.id)
 	c.cancel()
-	callsLive.Add(-1)
+	c.l.inCallsLive.Add(-1)
 	return true
 }
 
@@ -227,24 +221,24 @@ func (c *inCall) reject(err error) {
 }
 
 // cancelInCall cancels the context of call id, if it is still in flight.
-func cancelInCall(id int64) {
-	if c, ok := inCalls[id]; ok {
+func (l *loop) cancelInCall(id int64) {
+	if c, ok := l.inCalls[id]; ok {
 		c.cancel()
 	}
 }
 
 // cancelAllInCalls cancels the context of every OCaml→Go call in flight,
 // at shutdown.
-func cancelAllInCalls() {
-	for _, c := range inCalls {
+func (l *loop) cancelAllInCalls() {
+	for _, c := range l.inCalls {
 		c.cancel()
 	}
 }
 
 // rejectAllInCalls cancels every OCaml→Go call in flight and rejects its
 // promise with err, at shutdown.
-func rejectAllInCalls(err error) {
-	for _, c := range inCalls {
+func (l *loop) rejectAllInCalls(err error) {
+	for _, c := range l.inCalls {
 		c.reject(err)
 	}
 }

@@ -243,7 +243,7 @@ func freeHandle(h uintptr) {
 // (Lwt_interop.Ty.opaque), to hand it back to OCaml later. Like a Func, it
 // keeps the value alive until Release, until the Value is garbage
 // collected, or until the bridge shuts down.
-type Value struct{ root *rootHandle }
+type Value struct{ root *ocamlRef }
 
 // Release lets the OCaml GC collect the value; handing it to OCaml later
 // fails with ErrReleased. Safe from any goroutine.
@@ -252,7 +252,7 @@ func (v *Value) Release() { v.root.release() }
 var valueCodec = &codec[*Value]{
 	sig: "opaque",
 	decode: func(v value) (*Value, error) {
-		root, err := newRootHandle(v)
+		root, err := newOCamlRef(v)
 		if err != nil {
 			return nil, err
 		}
