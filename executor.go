@@ -1,5 +1,13 @@
 package lwt
 
+// The executor: one bridge (loop), its job queue and its loop tasks. post
+// and kick are safe from any goroutine; everything else runs on the Lwt
+// thread, in an entry from C bracketed by arrive and leave. What holds:
+// only the outermost entry (depth 1) creates, resumes or stops a task (the
+// coroutine rule, see arrive); a job posted is run once, in order, within
+// the budget of one runPending; the notifier is written once per idle
+// queue (woken), under mu, so that shutdown cannot close it meanwhile.
+
 import (
 	"context"
 	"errors"

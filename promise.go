@@ -1,5 +1,12 @@
 package lwt
 
+// Promise: a one-shot result that goroutines block on and loop tasks
+// suspend on. Settle and every read are safe from any goroutine; a task's
+// await and the Then callbacks are woken on the Lwt thread (directly when
+// the promise settles there, through a posted job otherwise). A promise is
+// settled once: settled goes true under mu after value and err are set, and
+// a lock-free read that sees it true sees them.
+
 import (
 	"context"
 	"sync"

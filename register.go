@@ -1,5 +1,12 @@
 package lwt
 
+// Go functions for OCaml: the registry (Register, RegisterTask,
+// RegisterSync; any goroutine, serialised by its lock, read without one
+// through an immutable snapshot) and OCaml's calls into them in flight
+// (inCall, Lwt thread only but for the call's context). A call is settled
+// once: its resolver's slot in stubs.c is taken by exactly one of resolve
+// and reject, and shutdown rejects what is left.
+
 /*
 #include "ocaml_api.h"
 */

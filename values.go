@@ -1,5 +1,11 @@
 package lwt
 
+// How values cross: the codec of each Go type, chosen once per type (by
+// codecOf), converts to and from OCaml values on the Lwt thread only; an
+// OCaml value (value) is valid only until the next call into OCaml. Options,
+// lists and pairs cross as one flat buffer (wire). Handle and Value hold a
+// value of the other side across calls.
+
 /*
 #include "ocaml_api.h"
 */

@@ -1,5 +1,15 @@
 package lwt
 
+// Go's calls into OCaml: Func (an OCaml closure or registered function held
+// by Go), its Call and Go, the records of the calls in flight (callTable:
+// ids that OCaml's promises settle through lwt_go_resolve/_reject), their
+// cancellation, and Lookup of the functions OCaml registered by name. All
+// on the Lwt thread, but Go, Release and Lookup, which any goroutine may
+// call (Go posts the call; Lookup reads the named functions under their
+// lock). A call's id is in its bridge's callTable from send until OCaml
+// settles it, Go cancels it, or shutdown abandons it: one of the three,
+// once.
+
 /*
 #include "ocaml_api.h"
 
@@ -17,7 +27,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -386,77 +395,6 @@ func (t *callTable) abandonAll(err error) {
 		}
 	}
 	t.slots, t.free = nil, nil
-}
-
-// ocamlRoot is one OCaml root; the roots set keeps it, not the ocamlRef,
-// so that a ocamlRef dropped by Go can be collected and clean up.
-type ocamlRoot struct {
-	root  C.lwt_root
-	l     *loop // whose roots set keeps it
-	freed bool
-}
-
-// ocamlRef is Go's reference to an OCaml value. Its root is freed on the
-// Lwt thread by release, by a cleanup once Go drops the handle, or by
-// shutdown, whichever comes first.
-type ocamlRef struct {
-	cell   *ocamlRoot
-	l      *loop
-	pinned bool // owned by the registry of named OCaml functions: freed at shutdown only
-}
-
-// newOCamlRef roots the OCaml value v. Lwt thread only.
-func newOCamlRef(v value) (*ocamlRef, error) {
-	r := C.lwt_root_new(v)
-	if r == nil {
-		return nil, errors.New("lwt: out of memory rooting an OCaml value")
-	}
-	l := current.Load()
-	cell := &ocamlRoot{root: r, l: l}
-	l.roots[cell] = struct{}{}
-	l.rootsLive.Add(1)
-	h := &ocamlRef{cell: cell, l: l}
-	runtime.AddCleanup(h, func(c *ocamlRoot) { l.post(func() { c.free() }) }, cell)
-	return h, nil
-}
-
-// usable returns nil if the root may be used now. Lwt thread only.
-func (h *ocamlRef) usable() error {
-	if h.l != current.Load() || h.l.isClosed() {
-		return ErrClosed
-	}
-	if h.cell.freed {
-		return ErrReleased
-	}
-	return nil
-}
-
-func (h *ocamlRef) release() {
-	if h.pinned {
-		return
-	}
-	if onLoopThread() {
-		h.cell.free()
-	} else {
-		h.l.post(h.cell.free)
-	}
-}
-
-// free frees the root once. Lwt thread only.
-func (c *ocamlRoot) free() {
-	if !c.freed {
-		c.freed = true
-		delete(c.l.roots, c)
-		c.l.rootsLive.Add(-1)
-		C.lwt_root_free(c.root)
-	}
-}
-
-// freeAllRoots frees every root, at shutdown.
-func (l *loop) freeAllRoots() {
-	for c := range l.roots {
-		c.free()
-	}
 }
 
 // Lookup returns the OCaml function registered as name with
