@@ -46,7 +46,7 @@ type loop struct {
 	live    map[*task]struct{} // tasks spawned and not yet finished
 	batch   []func()           // scratch for runPending
 
-	// The calls in flight each way (register.go, ocaml.go), the OCaml values
+	// The calls in flight each way (register.go, func.go), the OCaml values
 	// Go holds, and the OCaml functions registered by name.
 	inCalls    map[int64]*inCall
 	nextInCall int64

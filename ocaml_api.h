@@ -3,7 +3,7 @@
  * lwt_go_init (lwt_interop.h). Lwt thread only.
  *
  * What C returns through a pointer lands in a global that Go reads
- * directly, so that no Go pointer escapes to the heap. ocaml.go defines the
+ * directly, so that no Go pointer escapes to the heap. func.go defines the
  * globals. */
 #ifndef LWT_OCAML_API_H
 #define LWT_OCAML_API_H
