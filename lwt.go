@@ -31,7 +31,7 @@ static void lwt_set_loop_thread(int on) { lwt_loop_thread = on; }
 static int lwt_is_loop_thread(void) { return lwt_loop_thread; }
 
 #include "ocaml_api.h"
-static void lwt_closed(void) { lwt_api->closed(); }
+static void lwt_closed(void) { if (lwt_api) lwt_api->closed(); } // none when simulated
 */
 import "C"
 

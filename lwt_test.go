@@ -4,11 +4,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -17,43 +17,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// simLoop plays the Lwt thread for the pure-Go tests: a locked OS thread
-// that polls the notifier and runs runPending in an outermost entry, as
-// lwt_interop.ml does with Lwt_engine.on_readable.
+// simLoop is a bridge on a simulated Lwt thread (Simulate), for the
+// pure-Go tests.
 type simLoop struct {
-	l    *loop
-	quit bool // Lwt thread only
-	done chan error
+	l        *loop
+	stopLoop func() error
 }
 
 func startSim(t *testing.T) *simLoop {
 	t.Helper()
-	s := &simLoop{done: make(chan error, 1)}
-	started := make(chan error)
-	go func() {
-		runtime.LockOSThread()
-		l, err := start()
-		if err != nil {
-			started <- err
-			return
-		}
-		s.l = l
-		started <- nil
-		fds := []unix.PollFd{{Fd: int32(l.notify.readFD()), Events: unix.POLLIN}}
-		for !s.quit {
-			if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
-				s.done <- err
-				return
-			}
-			enter(l, l.runPending)
-		}
-		var err2 error
-		enter(l, func() { err2 = l.shutdown(func() {}) })
-		s.done <- err2
-	}()
-	if err := <-started; err != nil {
+	stop, err := Simulate()
+	if err != nil {
 		t.Fatal(err)
 	}
+	s := &simLoop{l: current.Load(), stopLoop: stop}
 	t.Cleanup(func() { s.stop(t) })
 	return s
 }
@@ -68,14 +45,10 @@ func enter(l *loop, fn func()) {
 // stop shuts the bridge down on the Lwt thread; idempotent.
 func (s *simLoop) stop(t *testing.T) {
 	t.Helper()
-	if s.l.isClosed() {
-		return
-	}
-	if err := s.l.post(func() { s.quit = true }); err != nil {
-		t.Fatal(err)
-	}
+	done := make(chan error, 1)
+	go func() { done <- s.stopLoop() }()
 	select {
-	case err := <-s.done:
+	case err := <-done:
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -438,21 +411,35 @@ func TestGoroutineAwait(t *testing.T) {
 	}
 }
 
-func TestThenRunsOnLoopThread(t *testing.T) {
-	startSim(t)
+func TestThenRunsOnLoopThreadAndChains(t *testing.T) {
+	s := startSim(t)
 	p, r := NewPromise[int]()
-	got := make(chan int, 1)
-	if err := p.Then(func(v int, err error) {
+	q := Then(p, func(v int, err error) (string, error) {
 		if !onLoopThread() {
 			t.Error("Then ran off the Lwt thread")
 		}
-		got <- v
-	}); err != nil {
-		t.Fatal(err)
-	}
+		return fmt.Sprint(v * 2), err
+	})
+	q2 := Then(q, func(v string, err error) (int, error) { panic("in a Then") })
 	go r.Resolve(3)
-	if v := <-got; v != 3 {
-		t.Fatalf("Then saw %d", v)
+	if v, err := await(t, q); v != "6" || err != nil {
+		t.Fatalf("Then gave %q, %v", v, err)
+	}
+	var pe *PanicError
+	if _, err := await(t, q2); !errors.As(err, &pe) {
+		t.Fatalf("a panic in fn: %v", err)
+	}
+	// A promise that settles after shutdown: fn never runs, the chain is
+	// rejected with ErrClosed.
+	late, lr := NewPromise[int]()
+	q3 := Then(late, func(int, error) (int, error) { t.Error("fn ran after shutdown"); return 0, nil })
+	s.stop(t)
+	lr.Resolve(1)
+	if _, err := await(t, q3); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after shutdown: %v", err)
+	}
+	if _, err := await(t, Then(p, func(int, error) (int, error) { return 0, nil })); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Then with the bridge shut down: %v", err)
 	}
 }
 

@@ -24,12 +24,14 @@ type Promise[T any] struct {
 	waiters waitList      // run on the Lwt thread when settled
 }
 
-// waiter is a task suspended in Await, or a Then callback.
+// waiter is a task suspended in Await, or a Then callback (fn, and abort
+// if fn cannot be posted).
 type waiter struct {
-	t   *task
-	seq uint64
-	l   *loop
-	fn  func()
+	t     *task
+	seq   uint64
+	l     *loop
+	fn    func()
+	abort func(error)
 }
 
 // waitList keeps its first waiter inline: most promises have exactly one,
@@ -144,7 +146,9 @@ func (p *Promise[T]) settle(v T, err error, onLoop bool) error {
 			t, seq := w.t, w.seq
 			w.l.post(func() { t.wake(seq) })
 		default:
-			w.l.post(w.fn)
+			if err := w.l.post(w.fn); err != nil {
+				w.abort(err)
+			}
 		}
 	}
 	return nil
@@ -244,29 +248,40 @@ func (p *Promise[T]) dropWaiter(t *task, seq uint64) {
 	p.waiters.drop(t, seq)
 }
 
-// Then calls fn with the promise's result on the Lwt thread once it is
-// settled (at once if it is settled and Then is called on the Lwt thread).
-// It returns ErrNotStarted or ErrClosed if there is no Lwt loop to run fn;
-// if the bridge shuts down before the promise settles, fn never runs.
-func (p *Promise[T]) Then(fn func(T, error)) error {
+// Then returns a promise of fn's result, where fn gets p's value and error
+// on the Lwt thread once p is settled (at once if p is settled and Then is
+// called on the Lwt thread): like Lwt's bind, for chaining. A panic in fn
+// rejects the returned promise with a *PanicError. It is rejected with
+// ErrNotStarted or ErrClosed if there is no Lwt loop to run fn, and with
+// ErrClosed if p settles after the bridge shut down (fn then never runs).
+func Then[T, U any](p *Promise[T], fn func(T, error) (U, error)) *Promise[U] {
 	l, err := activeLoop()
 	if err != nil {
-		return err
+		return Rejected[U](err)
 	}
 	if l.isClosed() {
-		return ErrClosed
+		return Rejected[U](ErrClosed)
 	}
-	run := func() { fn(p.value, p.err) }
+	q := new(Promise[U])
+	run := func() {
+		v, err := recovered(func() (U, error) { return fn(p.value, p.err) })
+		q.settle(v, err, true)
+	}
+	abort := func(err error) {
+		var zero U
+		q.settle(zero, err, onLoopThread())
+	}
 	p.mu.Lock()
 	if !p.settled.Load() {
-		p.waiters.add(waiter{l: l, fn: run})
+		p.waiters.add(waiter{l: l, fn: run, abort: abort})
 		p.mu.Unlock()
-		return nil
+		return q
 	}
 	p.mu.Unlock()
 	if onLoopThread() {
-		runJob(run)
-		return nil
+		run()
+	} else if err := l.post(run); err != nil {
+		abort(err)
 	}
-	return l.post(run)
+	return q
 }
