@@ -8,7 +8,7 @@ DEMO_SECS ?= 6
 STATICCHECK_VERSION = v0.8.2
 GOBIN ?= $(shell go env GOPATH)/bin
 
-.PHONY: demo test lint build deps bench
+.PHONY: demo test lint build deps bench benchmarks
 
 deps:
 	./.ci/install-deps
@@ -26,6 +26,13 @@ BENCH_SECS ?= 3
 
 bench: build
 	./_build/default/bench/bench.exe --secs $(BENCH_SECS) --seed ./_build/default/test/seed.exe $(if $(BENCH_TSV),--tsv $(BENCH_TSV))
+
+# make benchmarks: make bench, then BENCHMARKS.md's table written from its TSV.
+benchmarks: build
+	./_build/default/bench/bench.exe --secs $(BENCH_SECS) --seed ./_build/default/test/seed.exe --tsv _build/bench.tsv
+	{ sed '/<!-- table: begin -->/q' BENCHMARKS.md; echo; echo "$$(date +%F), $$(nproc) CPUs, OCaml $$(ocamlfind ocamlopt -version):"; echo; \
+	  awk -f bench/tsv2md.awk _build/bench.tsv; echo; sed -n '/<!-- table: end -->/,$$p' BENCHMARKS.md; } > _build/BENCHMARKS.md
+	mv _build/BENCHMARKS.md BENCHMARKS.md
 
 lint: deps
 	@files=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$files" || { echo "gofmt would change: $$files"; exit 1; }

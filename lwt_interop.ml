@@ -11,11 +11,34 @@ external go_reject : int -> string -> bool -> unit = "lwt_interop_reject"
    Go has returned to OCaml: no Lwt callback runs inside a Go frame because
    of Go (so a callback may call shutdown, or raise, freely). Every external
    that enters Go is followed by [run_settled]. *)
-let settled : (unit -> unit) Queue.t = Queue.create ()
+type settled = Value : 'a Lwt.u * 'a -> settled | Error : 'a Lwt.u * string -> settled
+
+(* A ring of the settlements not yet run: no allocation per settlement but
+   its own block. *)
+let no_settlement = Error (snd (Lwt.wait ()), "")
+let ring = ref (Array.make 16 no_settlement)
+let first = ref 0
+let pending = ref 0
+
+let push_settled x =
+  let r = !ring in
+  let n = Array.length r in
+  if !pending = n then (
+    ring := Array.init (2 * n) (fun i -> if i < n then r.((!first + i) mod n) else no_settlement);
+    first := 0);
+  !ring.((!first + !pending) mod Array.length !ring) <- x;
+  incr pending
 
 let run_settled () =
-  while not (Queue.is_empty settled) do
-    (Queue.pop settled) ()
+  while !pending > 0 do
+    let r = !ring in
+    let x = r.(!first) in
+    r.(!first) <- no_settlement;
+    first := (!first + 1) mod Array.length r;
+    decr pending;
+    match x with
+    | Value (u, v) -> Lwt.wakeup_later u v
+    | Error (u, msg) -> Lwt.wakeup_later_exn u (Go_error msg)
   done
 
 let after_go f x =
@@ -33,8 +56,9 @@ let generation = ref 0
 
 (* Cancellers of the Go→OCaml calls in flight that Go may cancel, by id.
    A cancelled call's id is free for Go to reuse at once, even if its promise
-   ignores Lwt.cancel: the canceller first marks the call dead, so that a
-   late settlement never reaches Go. *)
+   ignores Lwt.cancel: cancel empties the slot before Lwt.cancel, so that a
+   late settlement, no longer finding its canceller there, never reaches
+   Go. *)
 let cancellers : (unit -> unit) array ref = ref [||]
 let no_canceller () = ()
 
@@ -59,6 +83,12 @@ let () = Callback.register_exception "lwt_interop.Raised" (Raised ("", "", false
 
 let exn_text = function Go_error m -> (m, true) | e -> (Printexc.to_string e, false)
 
+(* Whether call [id] of generation [gen] still reaches Go when its promise
+   settles: the bridge was not restarted, and Go did not cancel it. *)
+let reaches_go gen cancellable id canceller =
+  !generation = gen
+  && ((not cancellable) || (id < Array.length !cancellers && !cancellers.(id) == canceller))
+
 (* Go calls an OCaml closure: Some v if its promise is already resolved;
    None if it is pending, and then it settles Go's call [id] later. An
    exception, raised or carried by a rejected promise, goes back as Raised. *)
@@ -76,22 +106,22 @@ let call (f : 'a -> 'b Lwt.t) (arg : 'a) (id : int) (cancellable : bool) =
       raise (Raised (text, "", from_go))
   | Lwt.Sleep ->
       let gen = !generation in
-      let live = ref true in
-      let reaches_go () = !live && !generation = gen in
-      if cancellable then
-        set_canceller id (fun () ->
-            live := false;
-            Lwt.cancel p);
+      (* A cancellable call is live while its canceller holds its slot: Go's
+         cancel empties the slot first, and Go may then reuse the id. *)
+      let canceller = if cancellable then fun () -> Lwt.cancel p else no_canceller in
+      if cancellable then set_canceller id canceller;
       Lwt.on_any p
         (fun v ->
-          if reaches_go () then (
+          if reaches_go gen cancellable id canceller then (
             if cancellable then clear_canceller id;
-            after_go (go_resolve id) v))
+            go_resolve id v;
+            run_settled ()))
         (fun e ->
-          if reaches_go () then (
+          if reaches_go gen cancellable id canceller then (
             if cancellable then clear_canceller id;
             let text, from_go = exn_text e in
-            after_go (go_reject id text) from_go));
+            go_reject id text from_go;
+            run_settled ()));
       None)
 
 (* Go cancels call [id]: Lwt.cancel its promise. *)
@@ -104,9 +134,8 @@ let cancel id =
 let () =
   Callback.register "lwt_interop.call" call;
   Callback.register "lwt_interop.cancel" cancel;
-  Callback.register "lwt_interop.wakeup" (fun u v -> Queue.push (fun () -> Lwt.wakeup_later u v) settled);
-  Callback.register "lwt_interop.wakeup_exn" (fun u msg ->
-      Queue.push (fun () -> Lwt.wakeup_later_exn u (Go_error msg)) settled);
+  Callback.register "lwt_interop.wakeup" (fun u v -> push_settled (Value (u, v)));
+  Callback.register "lwt_interop.wakeup_exn" (fun u msg -> push_settled (Error (u, msg)));
   (* Allocates a string too large for the minor heap, for Go: an exception
      (Out_of_memory) comes back to stubs.c as a value, never through Go. *)
   Callback.register "lwt_interop.create_bytes" Bytes.create

@@ -8,9 +8,11 @@
 
    Prints a table: figure, value, unit, baseline, ratio to the baseline, and
    the target if any, met or missed. With --tsv, also writes one line per
-   figure, no header: name, value, unit, baseline name, ratio ("-" for the
-   last two when there is no baseline). Targets are reported, never
-   asserted: the exit status is 0 unless a measurement failed. *)
+   figure, no header: name, value, unit, baseline name, ratio ("-" for
+   those two when there is no baseline), target and "met" or "missed" ("-"
+   when there is none); `make benchmarks` writes BENCHMARKS.md's table from
+   it. Targets are reported, never asserted: the exit status is 0 unless a
+   measurement failed. *)
 
 open Lwt.Infix
 module I = Lwt_interop
@@ -507,12 +509,14 @@ let report figs =
     let oc = open_out !tsv in
     List.iter
       (fun f ->
-        let b, r =
-          match ratio figs f with
-          | Some (b, x) -> (b, Printf.sprintf "%.4f" x)
+        let rt = ratio figs f in
+        let b, r = match rt with Some (b, x) -> (b, Printf.sprintf "%.4f" x) | None -> ("-", "-") in
+        let t, m =
+          match f.target with
+          | Some t -> (target_text t, if met f rt t then "met" else "missed")
           | None -> ("-", "-")
         in
-        Printf.fprintf oc "%s\t%.3f\t%s\t%s\t%s\n" f.name f.value f.unit b r)
+        Printf.fprintf oc "%s\t%.3f\t%s\t%s\t%s\t%s\t%s\n" f.name f.value f.unit b r t m)
       figs;
     close_out oc)
 
