@@ -17,8 +17,15 @@ let go_error_of f =
   | exception I.Go_error m -> m
   | exception e -> fail "want Go_error, got %s" (Printexc.to_string e)
 
+(* Nothing in flight, once the jobs already posted have run (a goroutine's
+   deadline posts the cancel of its call into OCaml): waits up to 2 s. *)
 let check_calls_back_to_zero () =
-  let s = I.stats () in
+  let rec settle n =
+    let s = I.stats () in
+    if (s.calls = 0 && s.tasks = 0) || n = 0 then Lwt.return s
+    else Lwt_unix.sleep 0.01 >>= fun () -> settle (n - 1)
+  in
+  let s = run (settle 200) in
   if s.calls <> 0 || s.tasks <> 0 then fail "stats after: calls=%d tasks=%d" s.calls s.tasks
 
 let add1 () = I.bind_sync "test.add1" I.Ty.int I.Ty.int
@@ -327,28 +334,34 @@ let promise_kinds () =
   let last = ref Lwt.return_unit in
   let kinds =
     [|
-      ("Lwt.task", fun () -> let p, u = Lwt.task () in Lwt.async (fun () -> Lwt_unix.sleep 0.05 >|= fun () -> if Lwt.is_sleeping p then Lwt.wakeup u 1); p);
-      ("Lwt.wait", fun () -> let p, u = Lwt.wait () in Lwt.async (fun () -> Lwt_unix.sleep 0.05 >|= fun () -> Lwt.wakeup u 2); p);
+      ("Lwt.task", fun () -> let p, u = Lwt.task () in Lwt.async (fun () -> Lwt_unix.sleep 0.3 >|= fun () -> if Lwt.is_sleeping p then Lwt.wakeup u 1); p);
+      ("Lwt.wait", fun () -> let p, u = Lwt.wait () in Lwt.async (fun () -> Lwt_unix.sleep 0.3 >|= fun () -> Lwt.wakeup u 2); p);
       ("settled", fun () -> Lwt.return 3);
       ("never", fun () -> fst (Lwt.wait ()));
       ("failed", fun () -> Lwt.fail Not_found);
     |]
   in
+  let calls = ref 0 in
   I.register "cases.promise" I.Ty.int I.Ty.int (fun k ->
       let p = (snd kinds.(k)) () in
       last := Lwt.map ignore p;
       (* Lwt.cancel of !last reaches p *)
+      incr calls;
       p);
+  (* Until Go's call has reached OCaml: the promise to cancel is made. *)
+  let rec called n = if !calls > n then Lwt.return_unit else Lwt_unix.sleep 0.001 >>= fun () -> called n in
   I.init ();
   let call_kind = I.bind "cases.call_kind" I.Ty.(pair int int) I.Ty.string in
-  let deadline k = run (call_kind (k, 10)) in
+  let deadline k = run (call_kind (k, 100)) in
   let cancel_soon k =
-    let p = call_kind (k, 500) in
-    run (Lwt_unix.sleep 0.005 >>= fun () -> Lwt.cancel !last; p)
+    let n = !calls in
+    let p = call_kind (k, 1000) in
+    run (called n >>= fun () -> Lwt.cancel !last; p)
   in
   let cancel_from_thread k =
-    let p = call_kind (k, 500) in
-    run (Lwt_unix.sleep 0.005 >|= fun () -> Thread.join (Thread.create (fun () -> Lwt.cancel !last) ()));
+    let n = !calls in
+    let p = call_kind (k, 1000) in
+    run (called n >|= fun () -> Thread.join (Thread.create (fun () -> Lwt.cancel !last) ()));
     run p
   in
   let canceled = "Canceled" and off_thread = "settled on a thread that is not the Lwt thread" in
