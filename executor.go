@@ -28,7 +28,7 @@ const budget = 256
 // the bridge holds, made by init and dropped whole by shutdown. mu guards
 // the fields above it is declared with, shared with every goroutine; closed
 // is set under mu and read anywhere; wd is the watchdog's (watchdog.go);
-// named has its own lock; the others belong to the Lwt thread alone.
+// the others belong to the Lwt thread alone.
 type loop struct {
 	mu     sync.Mutex
 	jobs   []func() // posted, not yet run
@@ -46,13 +46,13 @@ type loop struct {
 	live    map[*task]struct{} // tasks spawned and not yet finished
 	batch   []func()           // scratch for runPending
 
-	// The calls in flight each way (register.go, func.go), the OCaml values
-	// Go holds, and the OCaml functions registered by name.
+	// The calls in flight each way (register.go, func.go) and the OCaml
+	// values Go holds.
 	inCalls    map[int64]*inCall
 	nextInCall int64
 	outCalls   callTable
 	roots      map[*ocamlRoot]struct{}
-	named      namedFuncs
+	lookedUp   lookedUpFuncs // has its own lock
 
 	// What the bridge holds, for CurrentStats: any goroutine reads them
 	// (with outCalls.inFlight).

@@ -118,19 +118,6 @@ func lwt_go_lookup(name *C.char, nameLen C.size_t, argSig *C.char, argLen C.size
 	return C.int(id)
 }
 
-//export lwt_go_register
-func lwt_go_register(name *C.char, nameLen C.size_t, argSig *C.char, argLen C.size_t,
-	retSig *C.char, retLen C.size_t, fn C.lwt_value, sync C.int, errOut **C.char) C.int {
-	ok := entered(errOut, func(l *loop) error {
-		return l.registerNamed(C.GoStringN(name, C.int(nameLen)), C.GoStringN(argSig, C.int(argLen)),
-			C.GoStringN(retSig, C.int(retLen)), fn, sync != 0)
-	})
-	if !ok {
-		return -1
-	}
-	return 0
-}
-
 //export lwt_go_call
 func lwt_go_call(fn C.int, arg C.lwt_value, resolver C.intptr_t, errOut **C.char) C.int64_t {
 	var id int64

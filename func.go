@@ -400,8 +400,10 @@ func (t *callTable) abandonAll(err error) {
 // Lookup returns the OCaml function registered as name with
 // Lwt_interop.register (an 'a -> 'b Lwt.t) or Lwt_interop.register_sync (an
 // 'a -> 'b), where A and R are the Go types of 'a and 'b. Safe from any
-// goroutine. The Func is valid until the bridge shuts down; its Release
-// does nothing.
+// goroutine. OCaml keeps the registered functions; the first Lookup of a
+// name asks OCaml for it (from a goroutine, on the Lwt thread, waiting),
+// and the bridge then keeps one root to it for every later Lookup. The Func
+// is valid until the bridge shuts down; its Release does nothing.
 func Lookup[A, R any](name string) (*Func[A, R], error) {
 	enc, err := codecOf[A]()
 	if err != nil {
@@ -415,53 +417,74 @@ func Lookup[A, R any](name string) (*Func[A, R], error) {
 	if err != nil {
 		return nil, err
 	}
-	if l.isClosed() {
-		return nil, ErrClosed
-	}
-	l.named.mu.Lock()
-	r, ok := l.named.funcs[name]
-	l.named.mu.Unlock()
+	f, ok := l.lookedUp.get(name)
 	if !ok {
-		return nil, fmt.Errorf("lwt: no OCaml function registered as %q", name)
+		if onLoopThread() {
+			f, err = l.find(name)
+		} else {
+			f, err = OnLoop(func() (lookedUp, error) { return l.find(name) }).Await(context.Background())
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	if r.argSig != enc.sig || r.retSig != dec.sig {
+	if f.argSig != enc.sig || f.retSig != dec.sig {
 		return nil, fmt.Errorf("lwt: %q is %s -> %s in OCaml, but Go looks it up as %s -> %s",
-			name, r.argSig, r.retSig, enc.sig, dec.sig)
+			name, f.argSig, f.retSig, enc.sig, dec.sig)
 	}
-	return &Func[A, R]{root: r.root, enc: enc, dec: dec, sync: r.sync}, nil
+	return &Func[A, R]{root: f.root, enc: enc, dec: dec, sync: f.sync}, nil
 }
 
-// namedFuncs are the OCaml functions registered by name, held by one
-// bridge: OCaml hands them over at each init (and at register after it).
-// Lwt thread, but for Lookup's reads under mu.
-type namedFuncs struct {
-	mu    sync.Mutex
-	funcs map[string]namedFunc
-}
-
-type namedFunc struct {
+// lookedUp is an OCaml function registered by name that Go looked up: its
+// types as both sides spell them, and the bridge's root to it.
+type lookedUp struct {
 	argSig, retSig string
 	sync           bool
-	root           *ocamlRef
+	root           *ocamlRef // pinned: freed at shutdown
 }
 
-// registerNamed holds fn for Lookup. Lwt thread only.
-func (l *loop) registerNamed(name, argSig, retSig string, fn value, sync bool) error {
-	l.named.mu.Lock()
-	defer l.named.mu.Unlock()
-	if _, dup := l.named.funcs[name]; dup {
-		return fmt.Errorf("lwt: an OCaml function is already registered as %q", name)
+// lookedUpFuncs caches the functions Go looked up, for one bridge. Any
+// goroutine reads it under mu; find fills it on the Lwt thread.
+type lookedUpFuncs struct {
+	mu    sync.Mutex
+	funcs map[string]lookedUp
+}
+
+func (c *lookedUpFuncs) get(name string) (lookedUp, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.funcs[name]
+	return f, ok
+}
+
+// find asks OCaml for the function registered as name and keeps it. Lwt
+// thread only.
+func (l *loop) find(name string) (lookedUp, error) {
+	if f, ok := l.lookedUp.get(name); ok { // found while this call was posted
+		return f, nil
 	}
-	if l.named.funcs == nil {
-		l.named.funcs = make(map[string]namedFunc)
+	if l.isClosed() {
+		return lookedUp{}, ErrClosed
 	}
-	root, err := newOCamlRef(fn)
+	var r C.struct_lwt_named
+	if C.lwt_find(name, &r) == 0 {
+		return lookedUp{}, fmt.Errorf("lwt: no OCaml function registered as %q", name)
+	}
+	f := lookedUp{argSig: C.GoStringN(r.arg_sig, C.int(r.arg_len)), retSig: C.GoStringN(r.ret_sig, C.int(r.ret_len)),
+		sync: r.sync != 0}
+	root, err := newOCamlRef(r.fn)
 	if err != nil {
-		return err
+		return lookedUp{}, err
 	}
 	root.pinned = true
-	l.named.funcs[name] = namedFunc{argSig: argSig, retSig: retSig, sync: sync, root: root}
-	return nil
+	f.root = root
+	l.lookedUp.mu.Lock()
+	defer l.lookedUp.mu.Unlock()
+	if l.lookedUp.funcs == nil {
+		l.lookedUp.funcs = make(map[string]lookedUp)
+	}
+	l.lookedUp.funcs[name] = f
+	return f, nil
 }
 
 func setAPI(api *C.struct_lwt_ocaml) { C.lwt_set_api(api) }

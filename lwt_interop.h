@@ -32,6 +32,14 @@ struct lwt_call_out {
   int from_go;
 };
 
+/* A function OCaml registered by name, as find reports it. */
+struct lwt_named {
+  lwt_value fn;
+  const char *arg_sig, *ret_sig;
+  size_t arg_len, ret_len;
+  int sync;
+};
+
 struct lwt_ocaml {
   lwt_root (*root_new)(lwt_value v);
   void (*root_free)(lwt_root r);
@@ -45,6 +53,11 @@ struct lwt_ocaml {
    * Lwt.cancel it meanwhile, after which the id is Go's to reuse. */
   int (*call)(lwt_root fn, lwt_value arg, intptr_t id, int cancellable, struct lwt_call_out *out);
   void (*cancel)(intptr_t id);
+
+  /* The function OCaml registered as name (Lwt_interop.register): returns 1
+   * and fills out, or 0. out's strings and function are OCaml's: valid
+   * until the next OCaml allocation. */
+  int (*find)(const char *name, size_t len, struct lwt_named *out);
 
   /* The bridge was shut down (from OCaml or from Go): OCaml stops watching
    * the fd and forgets the calls in flight. */
@@ -87,8 +100,6 @@ extern int lwt_go_shutdown(int64_t grace_ns, char **err);
 extern int lwt_go_run_pending(void);
 extern int lwt_go_lookup(char *name, size_t name_len, char *arg_sig, size_t arg_len,
                          char *ret_sig, size_t ret_len, int *kind, char **err);
-extern int lwt_go_register(char *name, size_t name_len, char *arg_sig, size_t arg_len,
-                           char *ret_sig, size_t ret_len, lwt_value fn, int sync, char **err);
 extern int64_t lwt_go_call(int fn, lwt_value arg, intptr_t resolver, char **err);
 extern int lwt_go_call_sync(int fn, lwt_value arg, lwt_value *result, char **err);
 /* on_lwt_thread is zero when called from another thread: Go then posts the

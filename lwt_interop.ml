@@ -150,12 +150,14 @@ let watch : (Lwt_engine.event * Unix.file_descr) option ref = ref None
 
 external on_lwt_thread : unit -> bool = "lwt_interop_on_lwt_thread" [@@noalloc]
 
-external c_register : string -> string -> string -> ('a -> 'b Lwt.t) -> bool -> unit
-  = "lwt_interop_register"
+(* The OCaml functions registered for Go: its type as both sides spell it,
+   and whether it is a plain function. OCaml keeps them alone: Go's Lookup
+   finds one here (stubs.c reads the block) and holds its own root to it. *)
+type registered = Registered : string * string * ('a -> 'b Lwt.t) * bool -> registered
 
-(* The OCaml functions registered for Go, each as the call that hands it to
-   Go: made again at every init. *)
-let registered : (string, unit -> unit) Hashtbl.t = Hashtbl.create 16
+let registered : (string, registered) Hashtbl.t = Hashtbl.create 16
+
+let () = Callback.register "lwt_interop.find" (fun name -> Hashtbl.find_opt registered name)
 
 (* The bridge stopped (shut down from either side, or found unusable in a
    child process after fork): OCaml stops watching the fd and forgets the
@@ -174,8 +176,7 @@ let on_notify _ = if not (after_go c_run_pending ()) then closed ()
 
 let init () =
   let fd = c_init () in
-  watch := Some (Lwt_engine.on_readable fd on_notify, fd);
-  Hashtbl.iter (fun _ hand_over -> hand_over ()) registered
+  watch := Some (Lwt_engine.on_readable fd on_notify, fd)
 
 let shutdown ?(grace = 1.) () =
   match !watch with
@@ -263,9 +264,7 @@ let register_as fn name (a : 'a Ty.t) (b : 'b Ty.t) (f : 'a -> 'b Lwt.t) sync =
     failwith (Printf.sprintf "Lwt_interop.%s: called from a thread that is not the Lwt thread" fn);
   if Hashtbl.mem registered name then
     invalid_arg (Printf.sprintf "Lwt_interop.%s: %S is already registered" fn name);
-  let hand_over () = c_register name a b f sync in
-  (match !watch with Some _ -> hand_over () | None -> ());
-  Hashtbl.replace registered name hand_over
+  Hashtbl.replace registered name (Registered (a, b, f, sync))
 
 let register name a b f = register_as "register" name a b f false
 

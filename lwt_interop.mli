@@ -149,9 +149,10 @@ val register : string -> 'a Ty.t -> 'b Ty.t -> ('a -> 'b Lwt.t) -> unit
 (** [register name a b f] lets Go call [f] as [lwt.Lookup[A, R](name)],
     where Go's [A -> R] must be [a -> b] (Go's [Lookup] says so otherwise).
     [f] runs on the Lwt thread; an exception it raises, or its rejected
-    promise, is an [*lwt.OCamlError] in Go. Registrations outlive
-    {!shutdown}: each {!init} hands them to Go again. Before {!init} on any
-    thread, after it on the Lwt thread.
+    promise, is an [*lwt.OCamlError] in Go. OCaml keeps the registrations
+    (Go asks for one at its first [Lookup] of the name, and holds it until
+    {!shutdown}); they outlive {!shutdown}. Before {!init} on any thread,
+    after it on the Lwt thread.
     @raise Invalid_argument if [name] is already registered.
     @raise Failure from another thread after {!init}, registering nothing. *)
 

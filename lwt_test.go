@@ -732,7 +732,6 @@ var offThreadCoverage = map[string]string{
 	"lwt_interop_shutdown":      "Failure naming it (test_lwt_interop: other thread)",
 	"lwt_interop_run_pending":   "Failure: Lwt_main.run on another thread (test_lwt_interop: other thread)",
 	"lwt_interop_lookup":        "Failure naming bind (test_lwt_interop: other thread)",
-	"lwt_interop_register":      "Failure, nothing kept (cases: register_off_thread)",
 	"lwt_interop_call":          "Failure naming call (test_lwt_interop: other thread)",
 	"lwt_interop_call_sync":     "Failure naming call (test_lwt_interop: other thread)",
 	"lwt_interop_cancel":        "posted to the Lwt thread (cases: cancel_off_thread)",

@@ -26,6 +26,12 @@ static inline int lwt_call(lwt_root fn, lwt_value arg, intptr_t id, int cancella
   return lwt_api->call(fn, arg, id, cancellable, &lwt_call_out);
 }
 static inline void lwt_cancel(intptr_t id) { lwt_api->cancel(id); }
+static inline int lwt_find(_GoString_ name, struct lwt_named *out)
+{
+  if (lwt_api == NULL) /* a simulated bridge (Simulate): no OCaml */
+    return 0;
+  return lwt_api->find(_GoStringPtr(name), _GoStringLen(name), out);
+}
 static inline void lwt_wakeup(intptr_t resolver, lwt_value v) { lwt_api->wakeup(resolver, v); }
 static inline void lwt_wakeup_exn(intptr_t resolver, _GoString_ msg)
 {

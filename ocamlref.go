@@ -1,7 +1,7 @@
 package lwt
 
 // OCaml values that Go holds (closures, opaque values, the functions OCaml
-// registered by name): each is a generational global root that stubs.c
+// registered by name that Go looked up): each is a generational global root that stubs.c
 // made, kept in its bridge's roots set. Everything here runs on the Lwt
 // thread but release, which posts from elsewhere, and the cleanup that Go's
 // GC runs for a dropped ocamlRef, which posts too. A root is freed once:
@@ -32,7 +32,7 @@ type ocamlRoot struct {
 type ocamlRef struct {
 	cell   *ocamlRoot
 	l      *loop
-	pinned bool // owned by the registry of named OCaml functions: freed at shutdown only
+	pinned bool // the bridge's root to a looked-up function: freed at shutdown only
 }
 
 // newOCamlRef roots the OCaml value v. Lwt thread only.

@@ -43,7 +43,7 @@ static void on_fork_child(void) { forked = 1; }
 
 /* OCaml functions registered by lwt_interop.ml (Callback.register). */
 static const value *call_closure, *cancel_closure, *closed_closure, *wakeup_closure,
-    *wakeup_exn_closure, *create_bytes_closure, *go_error_exn, *raised_exn;
+    *wakeup_exn_closure, *create_bytes_closure, *find_closure, *go_error_exn, *raised_exn;
 
 static const value *named(const char *name)
 {
@@ -220,6 +220,28 @@ static void api_cancel(intptr_t id)
   value res = caml_callback_exn(*cancel_closure, Val_long(id));
   if (Is_exception_result(res))
     report_exn("Lwt.cancel", res);
+}
+
+/* The function OCaml registered as name (lwt_interop.ml's Registered block:
+ * argument and result types, the function, whether it is plain), or 0. */
+static int api_find(const char *name, size_t len, struct lwt_named *out)
+{
+  CAMLparam0();
+  CAMLlocal2(s, res);
+  s = copy_bytes(name, len);
+  if (s == 0)
+    CAMLreturnT(int, 0);
+  res = caml_callback_exn(*find_closure, s);
+  if (Is_exception_result(res) || Is_long(res)) /* None */
+    CAMLreturnT(int, 0);
+  value r = Field(res, 0);
+  out->arg_sig = String_val(Field(r, 0));
+  out->arg_len = caml_string_length(Field(r, 0));
+  out->ret_sig = String_val(Field(r, 1));
+  out->ret_len = caml_string_length(Field(r, 1));
+  out->fn = (lwt_value)Field(r, 2);
+  out->sync = Bool_val(Field(r, 3));
+  CAMLreturnT(int, 1);
 }
 
 static void api_closed(void)
@@ -514,6 +536,7 @@ static struct lwt_ocaml api = {
   .call = api_call,
   .cancel = api_cancel,
   .closed = api_closed,
+  .find = api_find,
   .wakeup = api_wakeup,
   .wakeup_exn = api_wakeup_exn,
   .copy_string = api_copy_string,
@@ -549,6 +572,7 @@ value lwt_interop_init(value unit)
   wakeup_closure = named("lwt_interop.wakeup");
   wakeup_exn_closure = named("lwt_interop.wakeup_exn");
   create_bytes_closure = named("lwt_interop.create_bytes");
+  find_closure = named("lwt_interop.find");
   go_error_exn = named("lwt_interop.Go_error");
   raised_exn = named("lwt_interop.Raised");
   int fd = lwt_go_init(&api, &err);
@@ -608,18 +632,6 @@ value lwt_interop_lookup(value name, value arg_sig, value ret_sig)
   Field(pair, 0) = Val_int(id);
   Field(pair, 1) = Val_int(kind);
   CAMLreturn(pair);
-}
-
-value lwt_interop_register(value name, value arg_sig, value ret_sig, value fn, value sync)
-{
-  char *err = NULL;
-  check_thread("register");
-  if (lwt_go_register((char *)String_val(name), caml_string_length(name),
-                      (char *)String_val(arg_sig), caml_string_length(arg_sig),
-                      (char *)String_val(ret_sig), caml_string_length(ret_sig), (lwt_value)fn,
-                      Bool_val(sync), &err) != 0)
-    raise_go_error(err);
-  return Val_unit;
 }
 
 value lwt_interop_call(value fn, value arg, value resolver)

@@ -228,6 +228,15 @@ func init() {
 	must(lwt.RegisterSync("test.shutdown_on_loop", func(unit) (string, error) {
 		return fmt.Sprint(lwt.Shutdown(context.Background())), nil
 	}))
+	// Looks name up: the bridge then holds a root to it (the types do not
+	// matter here: a mismatch is an error after the function is found).
+	must(lwt.RegisterSync("test.look_up", func(name string) (unit, error) {
+		_, err := lwt.Lookup[unit, unit](name)
+		if err != nil && !strings.Contains(err.Error(), "but Go looks it up as") {
+			return unit{}, err
+		}
+		return unit{}, nil
+	}))
 	must(lwt.RegisterSync("test.last_err", func(unit) (string, error) {
 		s, _ := lastErr.Swap("").(string)
 		return s, nil
