@@ -149,9 +149,9 @@ func (l *loop) runPending() {
 		l.notify.wake()
 	}
 	l.mu.Unlock()
-	l.wd.hold(holderJob)
 	for i, job := range batch {
 		batch[i] = nil
+		l.wd.hold(holderJob) // again after a job that resumed a task
 		runJob(job)
 	}
 	l.batch = batch[:0]

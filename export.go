@@ -165,8 +165,15 @@ func lwt_go_call_sync(fn C.int, arg C.lwt_value, result *C.lwt_value, errOut **C
 	}
 	if err == nil {
 		var v value
+		var outer *holder
+		if l.depth > 1 { // nested: the entry around goes on after this call
+			outer = l.wd.holder.Load()
+		}
 		l.wd.hold(g.holder)
 		v, err = g.call(arg)
+		if outer != nil {
+			l.wd.hold(outer)
+		}
 		if err == nil {
 			*result = v
 			return 0

@@ -332,7 +332,7 @@ func (c *taskCall[R]) finish(v R, err error) {
 // is free at once. Lwt thread only.
 func (l *loop) cancelOutCall(s settler, err error) {
 	id := s.state().id
-	if id < len(l.outCalls.slots) && l.outCalls.slots[id] == s {
+	if l.outCalls.holds(id, s) {
 		s.abandon(err)
 		C.lwt_cancel(C.intptr_t(id))
 		l.outCalls.take(id)
@@ -353,48 +353,70 @@ func (l *loop) failOffThread(id int) {
 }
 
 // callTable numbers the Go→OCaml calls in flight; Lwt thread only, but
-// for inFlight, which CurrentStats reads.
+// for inFlight, which CurrentStats reads. A call's id is its slot and the
+// slot's generation (gen<<32 | slot): OCaml indexes its cancellers by the
+// slot, and an id that reaches Go late (settled on another thread, or
+// after a restart) names no other call, whatever reused its slot.
 type callTable struct {
 	slots    []settler
+	gens     []uint32
 	free     []int
 	inFlight atomic.Int64
 }
 
+// callGens numbers the calls of every bridge of the process: a restarted
+// bridge reuses no id.
+var callGens atomic.Uint32
+
+const slotBits = 32
+
 func (t *callTable) add(s settler) int {
 	t.inFlight.Add(1)
-	var id int
+	var slot int
 	if n := len(t.free); n > 0 {
-		id = t.free[n-1]
+		slot = t.free[n-1]
 		t.free = t.free[:n-1]
-		t.slots[id] = s
+		t.slots[slot] = s
 	} else {
-		id = len(t.slots)
+		slot = len(t.slots)
 		t.slots = append(t.slots, s)
+		t.gens = append(t.gens, 0)
 	}
+	gen := callGens.Add(1) & (1<<31 - 1) // an OCaml int holds the id
+	t.gens[slot] = gen
+	id := int(gen)<<slotBits | slot
 	s.state().id = id
 	return id
 }
 
 // take removes and returns call id, or nil if it is not in flight.
 func (t *callTable) take(id int) settler {
-	if id < 0 || id >= len(t.slots) || t.slots[id] == nil {
+	slot, gen := id&(1<<slotBits-1), uint32(id>>slotBits)
+	if id < 0 || slot >= len(t.slots) || t.slots[slot] == nil || t.gens[slot] != gen {
 		return nil
 	}
-	s := t.slots[id]
-	t.slots[id] = nil
-	t.free = append(t.free, id)
+	s := t.slots[slot]
+	t.slots[slot] = nil
+	t.free = append(t.free, slot)
 	t.inFlight.Add(-1)
 	return s
 }
 
+// holds reports whether call id is in flight as s.
+func (t *callTable) holds(id int, s settler) bool {
+	slot := id & (1<<slotBits - 1)
+	return slot < len(t.slots) && t.slots[slot] == s && t.gens[slot] == uint32(id>>slotBits)
+}
+
 // abandonAll settles every call in flight with err, at shutdown.
 func (t *callTable) abandonAll(err error) {
-	for id := range t.slots {
-		if s := t.take(id); s != nil {
+	for slot, s := range t.slots {
+		if s != nil {
+			t.take(int(t.gens[slot])<<slotBits | slot)
 			s.abandon(err)
 		}
 	}
-	t.slots, t.free = nil, nil
+	t.slots, t.gens, t.free = nil, nil, nil
 }
 
 // Lookup returns the OCaml function registered as name with

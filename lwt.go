@@ -279,6 +279,7 @@ func shutdownBridge(l *loop, ctx context.Context) error {
 		l.outCalls.abandonAll(ErrClosed)
 	})
 	l.freeAllRoots() // OCaml's roots: the rest goes with l
+	setAPI(nil)      // nothing calls OCaml until the next init (a Simulate finds no OCaml)
 	for _, done := range l.shutdownWaiters {
 		done <- err
 	}

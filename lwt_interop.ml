@@ -29,8 +29,12 @@ let push_settled x =
   !ring.((!first + !pending) mod Array.length !ring) <- x;
   incr pending
 
+external on_lwt_thread : unit -> bool = "lwt_interop_on_lwt_thread" [@@noalloc]
+
+(* On the Lwt thread only: a promise Go awaits, settled on another thread,
+   must not run the callbacks of other calls there. *)
 let run_settled () =
-  while !pending > 0 do
+  while !pending > 0 && on_lwt_thread () do
     let r = !ring in
     let x = r.(!first) in
     r.(!first) <- no_settlement;
@@ -54,24 +58,27 @@ let after_go f x =
    an older one settling later must not reach Go (its call ids are reused). *)
 let generation = ref 0
 
-(* Cancellers of the Go→OCaml calls in flight that Go may cancel, by id.
-   A cancelled call's id is free for Go to reuse at once, even if its promise
-   ignores Lwt.cancel: cancel empties the slot before Lwt.cancel, so that a
-   late settlement, no longer finding its canceller there, never reaches
-   Go. *)
+(* Cancellers of the Go→OCaml calls in flight that Go may cancel, by the
+   slot of their id (Go's ids are a generation and a slot: func.go). A
+   cancelled call's slot is free for Go to reuse at once, even if its
+   promise ignores Lwt.cancel: cancel empties the slot before Lwt.cancel, so
+   that a late settlement, no longer finding its canceller there, never
+   reaches Go. *)
 let cancellers : (unit -> unit) array ref = ref [||]
 let no_canceller () = ()
+let slot id = id land 0xFFFF_FFFF
 
 let set_canceller id f =
-  let a = !cancellers in
-  if id >= Array.length a then (
-    let b = Array.make (max 16 (2 * id + 1)) no_canceller in
+  let a = !cancellers and i = slot id in
+  if i >= Array.length a then (
+    let b = Array.make (max 16 (2 * i + 1)) no_canceller in
     Array.blit a 0 b 0 (Array.length a);
     cancellers := b);
-  !cancellers.(id) <- f
+  !cancellers.(i) <- f
 
 let clear_canceller id =
-  if id < Array.length !cancellers then !cancellers.(id) <- no_canceller
+  let i = slot id in
+  if i < Array.length !cancellers then !cancellers.(i) <- no_canceller
 
 (* The exception of a function Go called, as text, with its backtrace if
    OCaml records them (Printexc.record_backtrace), and whether it is a
@@ -87,7 +94,7 @@ let exn_text = function Go_error m -> (m, true) | e -> (Printexc.to_string e, fa
    settles: the bridge was not restarted, and Go did not cancel it. *)
 let reaches_go gen cancellable id canceller =
   !generation = gen
-  && ((not cancellable) || (id < Array.length !cancellers && !cancellers.(id) == canceller))
+  && ((not cancellable) || (slot id < Array.length !cancellers && !cancellers.(slot id) == canceller))
 
 (* Go calls an OCaml closure: Some v if its promise is already resolved;
    None if it is pending, and then it settles Go's call [id] later. An
@@ -126,8 +133,8 @@ let call (f : 'a -> 'b Lwt.t) (arg : 'a) (id : int) (cancellable : bool) =
 
 (* Go cancels call [id]: Lwt.cancel its promise. *)
 let cancel id =
-  if id < Array.length !cancellers then (
-    let f = !cancellers.(id) in
+  if slot id < Array.length !cancellers then (
+    let f = !cancellers.(slot id) in
     clear_canceller id;
     f ())
 
@@ -147,8 +154,6 @@ external forked : unit -> bool = "lwt_interop_forked" [@@noalloc]
 
 (* The fd watch of the running bridge. *)
 let watch : (Lwt_engine.event * Unix.file_descr) option ref = ref None
-
-external on_lwt_thread : unit -> bool = "lwt_interop_on_lwt_thread" [@@noalloc]
 
 (* The OCaml functions registered for Go: its type as both sides spell it,
    and whether it is a plain function. OCaml keeps them alone: Go's Lookup

@@ -36,10 +36,12 @@
 static pthread_t lwt_thread;
 static int started;
 
-/* Set in a child process made by fork after init: Go's runtime does not
- * survive fork (its threads are gone), so the child must not call Go. */
+/* Set in a child process made by fork: Go's runtime, which the c-archive's
+ * constructor started, does not survive fork (its threads are gone), so the
+ * child must not call Go, init or not. Watched from a constructor. */
 static volatile int forked;
 static void on_fork_child(void) { forked = 1; }
+__attribute__((constructor)) static void lwt_watch_fork(void) { pthread_atfork(NULL, NULL, on_fork_child); }
 
 /* OCaml functions registered by lwt_interop.ml (Callback.register). */
 static const value *call_closure, *cancel_closure, *closed_closure, *wakeup_closure,
@@ -72,11 +74,11 @@ static int on_lwt_thread(void) { return started && pthread_equal(pthread_self(),
 
 static void check_thread(const char *what)
 {
-  if (!started)
-    caml_failwith("Lwt_interop: not initialised (call Lwt_interop.init first)");
   if (forked)
     caml_failwith("Lwt_interop: unusable in a child process made by fork (Go's runtime does not "
                   "survive fork): use the bridge in the parent, or exec");
+  if (!started)
+    caml_failwith("Lwt_interop: not initialised (call Lwt_interop.init first)");
   if (!pthread_equal(pthread_self(), lwt_thread)) {
     char msg[160];
     snprintf(msg, sizeof msg, "Lwt_interop.%s: called from a thread that is not the Lwt thread", what);
@@ -133,7 +135,12 @@ static lwt_value api_root_get(lwt_root r) { return *(lwt_value *)r; }
 
 static uintptr_t *handle_data(value v) { return (uintptr_t *)Data_custom_val(v); }
 
-static void handle_finalize(value v) { lwt_go_free_handle(*handle_data(v)); }
+/* Not in a child after fork: its Go runtime is gone (the handle leaks). */
+static void handle_finalize(value v)
+{
+  if (!forked)
+    lwt_go_free_handle(*handle_data(v));
+}
 
 static int handle_compare(value a, value b)
 {
@@ -551,21 +558,37 @@ static struct lwt_ocaml api = {
 
 /* ---- OCaml externals ------------------------------------------------------ */
 
+/* Go runs its signal handler on the thread's alternate signal stack when the
+ * thread has one (OCaml's, on the Lwt thread), and a few KiB, what OCaml 5
+ * gives, is too little for Go's handler built with -race ("morestack on
+ * gsignal"): the Lwt thread gets at least 64 KiB. Kept for the process's
+ * life, as OCaml keeps its own. */
+#define LWT_SIGNAL_STACK (64 * 1024)
+
+static void ensure_signal_stack(void)
+{
+  static void *mine;
+  stack_t ss;
+  if (sigaltstack(NULL, &ss) == 0 && !(ss.ss_flags & SS_DISABLE) && ss.ss_size >= LWT_SIGNAL_STACK)
+    return;
+  if (ss.ss_flags & SS_ONSTACK) /* never from a signal handler */
+    return;
+  if (mine == NULL && (mine = malloc(LWT_SIGNAL_STACK)) == NULL)
+    return;
+  ss.ss_sp = mine;
+  ss.ss_size = LWT_SIGNAL_STACK;
+  ss.ss_flags = 0;
+  sigaltstack(&ss, NULL);
+}
+
 value lwt_interop_init(value unit)
 {
   char *err = NULL;
   (void)unit;
-  static int atfork_set;
   if (forked)
     check_thread("init");
   if (started && !pthread_equal(pthread_self(), lwt_thread))
     caml_failwith("Lwt_interop.init: already initialised on another thread");
-  if (!atfork_set) {
-    int rc = pthread_atfork(NULL, NULL, on_fork_child);
-    if (rc != 0)
-      caml_failwith(strerror(rc));
-    atfork_set = 1;
-  }
   call_closure = named("lwt_interop.call");
   cancel_closure = named("lwt_interop.cancel");
   closed_closure = named("lwt_interop.closed");
@@ -575,6 +598,7 @@ value lwt_interop_init(value unit)
   find_closure = named("lwt_interop.find");
   go_error_exn = named("lwt_interop.Go_error");
   raised_exn = named("lwt_interop.Raised");
+  ensure_signal_stack();
   int fd = lwt_go_init(&api, &err);
   if (fd < 0)
     raise_go_error(err);
@@ -773,14 +797,18 @@ static struct {
 
 /* Calls handler h as the kernel would, for a dispatcher. Go's handler wants
  * every signal of its mask blocked while it runs: block them around it. */
+static int is_handler(const struct sigaction *a);
+
 static void call_handler(const struct sigaction *h, int sig, siginfo_t *info, void *uc)
 {
+  if (!is_handler(h))
+    return;
   if (h->sa_flags & SA_SIGINFO) {
     sigset_t saved;
     pthread_sigmask(SIG_BLOCK, &h->sa_mask, &saved);
     h->sa_sigaction(sig, info, uc);
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
-  } else if (h->sa_handler != SIG_DFL && h->sa_handler != SIG_IGN) {
+  } else {
     h->sa_handler(sig);
   }
 }
@@ -827,7 +855,7 @@ static int ocaml_stack_fault(siginfo_t *info, void *uc)
  * allocated again, over live values (plain OCaml 4.13 corrupts its heap so,
  * without this library). The allocation pointer of the interrupted code is
  * in r15: store it where the raise reads it, as OCaml 4.09 did
- * (CONTEXT_YOUNG_PTR). 4.14 returns from the handler instead. */
+ * (CONTEXT_YOUNG_PTR), and as 4.14 does again. */
 static void save_allocation_pointer(void *uc)
 {
 #if OCAML_VERSION_MAJOR == 4 && OCAML_VERSION_MINOR >= 10 && OCAML_VERSION_MINOR < 14 && \
@@ -892,15 +920,16 @@ static int segv_sigaction(const struct sigaction *act, struct sigaction *old)
   return __real_sigaction(SIGSEGV, &d, NULL);
 }
 
+/* A handler is known by its address alone (sa_handler and sa_sigaction
+ * share it): Go sets SA_SIGINFO even when it installs SIG_DFL or SIG_IGN. */
 static int is_handler(const struct sigaction *a)
 {
-  return (a->sa_flags & SA_SIGINFO) || (a->sa_handler != SIG_DFL && a->sa_handler != SIG_IGN);
+  return a->sa_handler != SIG_DFL && a->sa_handler != SIG_IGN;
 }
 
 static int same_handler(const struct sigaction *a, const struct sigaction *b)
 {
-  return (a->sa_flags & SA_SIGINFO) == (b->sa_flags & SA_SIGINFO) &&
-         ((a->sa_flags & SA_SIGINFO) ? a->sa_sigaction == b->sa_sigaction : a->sa_handler == b->sa_handler);
+  return a->sa_handler == b->sa_handler;
 }
 
 /* Both handlers of each asynchronous signal, while both exist or while Go's
@@ -948,13 +977,19 @@ static int async_sigaction(int sig, const struct sigaction *act, struct sigactio
   }
   if (act == NULL)
     return 0;
-  int from_go = segv.has_go && (act->sa_flags & SA_SIGINFO) &&
-                act->sa_sigaction == segv.go.sa_sigaction;
+  int from_go = segv.has_go && same_handler(act, &segv.go);
   if (from_go) {
     both[sig].go = *act;
     both[sig].has_go = 1;
+  } else if (both[sig].has_go && !is_handler(act) && (act->sa_flags & SA_SIGINFO)) {
+    /* Go withdraws (signal.Stop, Reset, Ignore put back the disposition it
+     * saved, SIG_DFL or SIG_IGN, always with SA_SIGINFO): the program's
+     * handler, if any, stays. */
+    both[sig].has_go = 0;
+    if (!both[sig].has_program)
+      return __real_sigaction(sig, act, NULL);
   } else if (both[sig].has_go && both[sig].has_program && same_handler(act, &both[sig].program)) {
-    both[sig].has_go = 0; /* Go's signal.Reset puts the program's handler back */
+    both[sig].has_go = 0; /* Go's withdrawal puts the program's handler back */
   } else if (is_handler(act)) {
     both[sig].program = *act;
     both[sig].has_program = 1;

@@ -79,7 +79,8 @@ func (w *watchdog) enter() {
 
 func (w *watchdog) exit() { w.entries.Add(1) }
 
-// hold names what runs now in the current entry. Lwt thread only.
+// hold names what runs now in the current entry, until the entry ends or
+// something else is named. Lwt thread only.
 func (w *watchdog) hold(what *holder) { w.holder.Store(what) }
 
 // stopWatching stops the watchdog, once. Lwt thread only.

@@ -178,11 +178,25 @@ let dropped_handles () =
 (* After fork, the child gets a clear error from every call and shutdown
    returns; the parent goes on. *)
 let fork () =
+  let wait_ok what child =
+    match Unix.waitpid [] child with
+    | _, Unix.WEXITED 0 -> ()
+    | _, Unix.WEXITED n -> fail "%s: exit %d" what n
+    | _ -> fail "%s: killed" what
+  in
+  (* Forked before init: Go's runtime is just as gone. *)
+  (match Unix.fork () with
+  | 0 -> Unix._exit (match I.init () with () -> 1 | exception Failure m when contains m "fork" -> 0)
+  | child -> wait_ok "a child forked before init" child);
   I.init ();
   let echo = I.bind "test.echo" I.Ty.string I.Ty.string in
   ignore (run (echo "before"));
+  let handles = ref (List.init 100 (fun i -> I.bind_sync "test.new_counter" I.Ty.int I.Ty.handle i)) in
   match Unix.fork () with
   | 0 ->
+      (* The child's GC finalises Go handles: it must not call Go. *)
+      handles := [];
+      Gc.full_major ();
       let code =
         match add1 () 1 with
         | _ -> 1
@@ -200,9 +214,8 @@ let fork () =
       in
       Unix._exit code
   | child ->
-      let _, status = Unix.waitpid [] child in
-      if status <> Unix.WEXITED 0 then
-        fail "child: %s" (match status with Unix.WEXITED n -> "exit " ^ string_of_int n | _ -> "killed");
+      wait_ok "the child" child;
+      ignore (Sys.opaque_identity !handles);
       if run (echo "parent") <> "parent" then fail "parent";
       bridge_works ();
       print_endline "ok: the child is refused clearly, the parent goes on"
@@ -414,7 +427,10 @@ let signals_both () =
     in
     run (wait 200);
     let o, g = got () in
-    if o <> ocaml || g <> go then fail "%s: OCaml %b (want %b), Go %b (want %b)" what o ocaml g go
+    if o <> ocaml || g <> go then fail "%s: OCaml %b (want %b), Go %b (want %b)" what o ocaml g go;
+    (* once each, not twice through a forwarding *)
+    if seen s - o0 > 1 || go_count no - g0 > 1 then
+      fail "%s: OCaml saw it %d times, Go %d" what (seen s - o0) (go_count no - g0)
   in
   notify sigint_no;
   let h = on_signal Sys.sigint in
@@ -426,6 +442,17 @@ let signals_both () =
   send "SIGUSR1 after Go's signal.Reset" Sys.sigusr1 sigusr1_no ~ocaml:true ~go:false;
   Lwt_unix.disable_signal_handler h;
   send "SIGINT after Lwt's handler is gone" Sys.sigint sigint_no ~ocaml:false ~go:true;
+  (* Go's signal.Stop (NotifyContext's stop) puts back SIG_DFL: with Lwt's
+     handler installed first and after, the program's stays, called once. *)
+  let sighup_no = 1 and sigwinch_no = 28 and sigwinch = 28 (* Linux's number: Sys has none before OCaml 5 *) in
+  ignore (on_signal Sys.sighup);
+  notify sighup_no;
+  I.bind_sync "cases.stop" I.Ty.int I.Ty.unit sighup_no;
+  send "SIGHUP after Go's signal.Stop" Sys.sighup sighup_no ~ocaml:true ~go:false;
+  notify sigwinch_no;
+  I.bind_sync "cases.stop" I.Ty.int I.Ty.unit sigwinch_no;
+  ignore (on_signal sigwinch);
+  send "SIGWINCH, Lwt's handler after Go's Stop" sigwinch sigwinch_no ~ocaml:true ~go:false;
   Sys.set_signal Sys.sigpipe Sys.Signal_ignore;
   let go_write = I.bind_sync "cases.write_closed_pipe" I.Ty.unit I.Ty.string () in
   if not (contains go_write "broken pipe") then fail "Go's write: %s" go_write;

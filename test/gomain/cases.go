@@ -192,6 +192,10 @@ func registerCases() {
 		signal.Reset(syscall.Signal(sig))
 		return unit{}, nil
 	}))
+	must(lwt.RegisterSync("cases.stop", func(sig int64) (unit, error) {
+		signal.Stop(chans[sig]) // as NotifyContext's stop does
+		return unit{}, nil
+	}))
 	must(lwt.RegisterSync("cases.notified", func(sig int64) (int64, error) { return notified[sig].Load(), nil }))
 	must(lwt.RegisterSync("cases.write_closed_pipe", func(unit) (string, error) {
 		r, w, err := os.Pipe()
