@@ -7,7 +7,7 @@ package lwt
 //
 // A report must be true on an overloaded machine too: the time the Lwt
 // thread spent waiting for a CPU (Linux's schedstat run-queue wait) is not
-// counted. And an idle bridge must cost nothing: after stallAfter*2 without
+// counted. And an idle bridge must cost nothing: after two ticks without
 // an entry the watchdog stops ticking until the next entry rouses it.
 
 import (
@@ -114,7 +114,7 @@ func (w *watchdog) run() {
 					last, quiet = n, 0
 					continue
 				}
-				if quiet++; quiet < 8 {
+				if quiet++; quiet < 2 {
 					continue
 				}
 				w.idle.Store(true)
