@@ -122,7 +122,7 @@ func lwt_go_lookup(name *C.char, nameLen C.size_t, argSig *C.char, argLen C.size
 func lwt_go_call(fn C.int, arg C.lwt_value, resolver C.intptr_t, errOut **C.char) C.int64_t {
 	var id int64
 	ok := entered(errOut, func(l *loop) error {
-		g, err := funcByID(int(fn))
+		b, err := bindingByID(int(fn))
 		if err != nil {
 			return err
 		}
@@ -131,7 +131,7 @@ func lwt_go_call(fn C.int, arg C.lwt_value, resolver C.intptr_t, errOut **C.char
 		}
 		var c *inCall
 		id, c = l.newInCall(resolver)
-		g.start(arg, c)
+		b.start(arg, c)
 		return nil
 	})
 	if !ok {
@@ -159,7 +159,7 @@ func lwt_go_call_sync(fn C.int, arg C.lwt_value, result *C.lwt_value, errOut **C
 			rc = -1
 		}
 	}()
-	g, err := funcByID(int(fn))
+	b, err := bindingByID(int(fn))
 	if err == nil && l.isClosed() {
 		err = ErrClosed
 	}
@@ -169,8 +169,8 @@ func lwt_go_call_sync(fn C.int, arg C.lwt_value, result *C.lwt_value, errOut **C
 		if l.depth > 1 { // nested: the entry around goes on after this call
 			outer = l.wd.holder.Load()
 		}
-		l.wd.hold(g.holder)
-		v, err = g.call(arg)
+		l.wd.hold(b.g.holder)
+		v, err = b.call(arg)
 		if outer != nil {
 			l.wd.hold(outer)
 		}

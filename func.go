@@ -27,6 +27,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -43,25 +44,34 @@ type Func[A, R any] struct {
 	spare []*taskCall[R] // call records for Call to reuse; Lwt thread only
 }
 
-// closureCodec gives codecOf the OCaml type of the closure and a maker of
-// Funcs, which holds a closure on the Lwt thread.
-func (*Func[A, R]) closureCodec() (string, func(v value) (any, error), error) {
-	enc, err := codecOf[A]()
+// closureCodec gives codecFor a maker of Funcs for an OCaml closure of
+// type arg -> ret Lwt.t, which holds the closure on the Lwt thread.
+func (*Func[A, R]) closureCodec(arg, ret *otype) (func(v value) (any, error), error) {
+	enc, dec, err := funcCodecs[A, R](arg, ret)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	dec, err := codecOf[R]()
-	if err != nil {
-		return "", nil, err
-	}
-	hold := func(v value) (any, error) {
+	return func(v value) (any, error) {
 		root, err := newOCamlRef(v)
 		if err != nil {
 			return nil, err
 		}
 		return &Func[A, R]{root: root, enc: enc, dec: dec}, nil
+	}, nil
+}
+
+// funcCodecs matches an OCaml function's argument and result types with A
+// and R.
+func funcCodecs[A, R any](arg, ret *otype) (*codec[A], *codec[R], error) {
+	enc, err := codecFor[A](arg)
+	if err != nil {
+		return nil, nil, within("argument", err)
 	}
-	return "(" + enc.sig + " -> " + dec.sig + " Lwt.t)", hold, nil
+	dec, err := codecFor[R](ret)
+	if err != nil {
+		return nil, nil, within("result", err)
+	}
+	return enc, dec, nil
 }
 
 // Call calls the OCaml function with arg and waits for its result.
@@ -427,14 +437,6 @@ func (t *callTable) abandonAll(err error) {
 // and the bridge then keeps one root to it for every later Lookup. The Func
 // is valid until the bridge shuts down; its Release does nothing.
 func Lookup[A, R any](name string) (*Func[A, R], error) {
-	enc, err := codecOf[A]()
-	if err != nil {
-		return nil, err
-	}
-	dec, err := codecOf[R]()
-	if err != nil {
-		return nil, err
-	}
 	l, err := activeLoop()
 	if err != nil {
 		return nil, err
@@ -450,19 +452,20 @@ func Lookup[A, R any](name string) (*Func[A, R], error) {
 			return nil, err
 		}
 	}
-	if f.argSig != enc.sig || f.retSig != dec.sig {
-		return nil, fmt.Errorf("lwt: %q is %s -> %s in OCaml, but Go looks it up as %s -> %s",
-			name, f.argSig, f.retSig, enc.sig, dec.sig)
+	enc, dec, err := funcCodecs[A, R](f.arg, f.ret)
+	if err != nil {
+		return nil, fmt.Errorf("lwt: OCaml registered %q as %v -> %v, but Go looks it up as Func[%v, %v]: %w",
+			name, f.arg, f.ret, reflect.TypeFor[A](), reflect.TypeFor[R](), err)
 	}
 	return &Func[A, R]{root: f.root, enc: enc, dec: dec, sync: f.sync}, nil
 }
 
 // lookedUp is an OCaml function registered by name that Go looked up: its
-// types as both sides spell them, and the bridge's root to it.
+// types as OCaml declared them, and the bridge's root to it.
 type lookedUp struct {
-	argSig, retSig string
-	sync           bool
-	root           *ocamlRef // pinned: freed at shutdown
+	arg, ret *otype
+	sync     bool
+	root     *ocamlRef // pinned: freed at shutdown
 }
 
 // lookedUpFuncs caches the functions Go looked up, for one bridge. Any
@@ -492,8 +495,14 @@ func (l *loop) find(name string) (lookedUp, error) {
 	if C.lwt_find(name, &r) == 0 {
 		return lookedUp{}, fmt.Errorf("lwt: no OCaml function registered as %q", name)
 	}
-	f := lookedUp{argSig: C.GoStringN(r.arg_sig, C.int(r.arg_len)), retSig: C.GoStringN(r.ret_sig, C.int(r.ret_len)),
-		sync: r.sync != 0}
+	f := lookedUp{sync: r.sync != 0}
+	var err error
+	if f.arg, err = parseOType(C.GoStringN(r.arg_sig, C.int(r.arg_len))); err != nil {
+		return lookedUp{}, err
+	}
+	if f.ret, err = parseOType(C.GoStringN(r.ret_sig, C.int(r.ret_len))); err != nil {
+		return lookedUp{}, err
+	}
 	root, err := newOCamlRef(r.fn)
 	if err != nil {
 		return lookedUp{}, err

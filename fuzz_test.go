@@ -1,13 +1,9 @@
 package lwt
 
 import (
-	"bytes"
 	"fmt"
-	"math"
 	"os"
-	"reflect"
 	"runtime"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -104,63 +100,4 @@ func readable(t *testing.T, n *notifier) bool {
 		t.Fatal(err)
 	}
 	return k == 1
-}
-
-// FuzzWire round-trips compound values through the flat buffer stubs.c
-// reads and writes: what Go writes, Go reads back unchanged, and an int
-// out of OCaml's range is an error.
-func FuzzWire(f *testing.F) {
-	f.Add("", []byte(nil), int64(0), 0.0, false, uint8(0))
-	f.Add("nul\x00and\xff", []byte{0, 1, 2}, int64(math.MaxInt64>>1), math.Inf(-1), true, uint8(7))
-	f.Add("x", []byte{}, int64(math.MinInt64), math.NaN(), true, uint8(255))
-	type value = []Pair[*int64, Pair[[]string, Pair[float64, *[]byte]]]
-	w, err := wireOf(reflect.TypeFor[value]())
-	if err != nil {
-		f.Fatal(err)
-	}
-	if w.code != "lpoiplspfoy" || w.sig != "(int option * (string list * (float * bytes option))) list" {
-		f.Fatalf("code %q, sig %q", w.code, w.sig)
-	}
-	f.Fuzz(func(t *testing.T, s string, b []byte, n int64, x float64, some bool, count uint8) {
-		var in value
-		for i := range int(count) % 5 {
-			e := Pair[*int64, Pair[[]string, Pair[float64, *[]byte]]]{}
-			if some || i%2 == 1 {
-				k := n
-				e.First = &k
-				bb := append([]byte{}, b...)
-				e.Second.Second.Second = &bb
-			}
-			e.Second.First = strings.Split(s, "\x00")
-			e.Second.Second.First = x
-			in = append(in, e)
-		}
-		buf, err := w.put(nil, reflect.ValueOf(in))
-		if n < minOCamlInt || n > maxOCamlInt {
-			if (some || count%5 > 1) && count%5 > 0 && err == nil {
-				t.Fatalf("%d out of OCaml's range was written", n)
-			}
-			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out value
-		if rest := w.get(buf, reflect.ValueOf(&out).Elem()); len(rest) != 0 {
-			t.Fatalf("%d bytes left over", len(rest))
-		}
-		if len(out) != len(in) {
-			t.Fatalf("wrote %d elements, read %d", len(in), len(out))
-		}
-		for i := range in {
-			a, b := in[i], out[i]
-			if (a.First == nil) != (b.First == nil) || a.First != nil && *a.First != *b.First ||
-				!slices.Equal(a.Second.First, b.Second.First) ||
-				math.Float64bits(a.Second.Second.First) != math.Float64bits(b.Second.Second.First) ||
-				(a.Second.Second.Second == nil) != (b.Second.Second.Second == nil) ||
-				a.Second.Second.Second != nil && !bytes.Equal(*a.Second.Second.Second, *b.Second.Second.Second) {
-				t.Fatalf("element %d: wrote %v, read %v", i, a, b)
-			}
-		}
-	})
 }

@@ -83,12 +83,9 @@ struct lwt_ocaml {
   lwt_value (*new_handle)(uintptr_t h, size_t mem);
   uintptr_t (*handle_id)(lwt_value v);
 
-  /* Compound values (options, lists, pairs) cross as a flat buffer that
-   * follows a type code: values.go documents both. build makes the OCaml
-   * value (0 when out of memory); flatten returns a malloc'd buffer (NULL
-   * when out of memory). */
-  lwt_value (*build)(const char *code, const unsigned char *buf);
-  unsigned char *(*flatten)(lwt_value v, const char *code, size_t *len);
+  /* The bytes of a value that OCaml wrote as a flat buffer (flat.go):
+   * valid until the next OCaml allocation. */
+  const unsigned char *(*flat_data)(lwt_value v, size_t *len);
 };
 
 /* Exported by Go (export.go); stubs.c calls them on the Lwt thread but

@@ -4,14 +4,14 @@ let () = Callback.register_exception "lwt_interop.Go_error" (Go_error "")
 
 (* Called by stubs.c on behalf of Go, on the Lwt thread. *)
 
-external go_resolve : int -> 'b -> unit = "lwt_interop_resolve"
+external go_resolve : int -> Ty.wire -> unit = "lwt_interop_resolve"
 external go_reject : int -> string -> bool -> unit = "lwt_interop_reject"
 
 (* The promises Go settled during its last entry, whose callbacks run once
    Go has returned to OCaml: no Lwt callback runs inside a Go frame because
    of Go (so a callback may call shutdown, or raise, freely). Every external
    that enters Go is followed by [run_settled]. *)
-type settled = Value : 'a Lwt.u * 'a -> settled | Error : 'a Lwt.u * string -> settled
+type settled = Value : Ty.wire Lwt.u * Ty.wire -> settled | Error : Ty.wire Lwt.u * string -> settled
 
 (* A ring of the settlements not yet run: no allocation per settlement but
    its own block. *)
@@ -99,7 +99,7 @@ let reaches_go gen cancellable id canceller =
 (* Go calls an OCaml closure: Some v if its promise is already resolved;
    None if it is pending, and then it settles Go's call [id] later. An
    exception, raised or carried by a rejected promise, goes back as Raised. *)
-let call (f : 'a -> 'b Lwt.t) (arg : 'a) (id : int) (cancellable : bool) =
+let call (f : Ty.wire -> Ty.wire Lwt.t) (arg : Ty.wire) (id : int) (cancellable : bool) =
   match f arg with
   | exception e ->
       let bt = if Printexc.backtrace_status () then Printexc.get_backtrace () else "" in
@@ -158,7 +158,7 @@ let watch : (Lwt_engine.event * Unix.file_descr) option ref = ref None
 (* The OCaml functions registered for Go: its type as both sides spell it,
    and whether it is a plain function. OCaml keeps them alone: Go's Lookup
    finds one here (stubs.c reads the block) and holds its own root to it. *)
-type registered = Registered : string * string * ('a -> 'b Lwt.t) * bool -> registered
+type registered = Registered : string * string * (Ty.wire -> Ty.wire Lwt.t) * bool -> registered
 
 let registered : (string, registered) Hashtbl.t = Hashtbl.create 16
 
@@ -206,70 +206,70 @@ module Opaque = struct
   let project k v = k.project v
 end
 
-module Ty = struct
-  type 'a t = string
-
-  let unit = "unit"
-  let bool = "bool"
-  let int = "int"
-  let float = "float"
-  let string = "string"
-  let bytes = "bytes"
-  let option a = a ^ " option"
-  let list a = a ^ " list"
-  let pair a b = Printf.sprintf "(%s * %s)" a b
-  let handle = "handle"
-  let opaque = "opaque"
-  let func a b = Printf.sprintf "(%s -> %s Lwt.t)" a b
-  let to_string t = t
-end
+module Ty = Ty
 
 external lookup : string -> string -> string -> int * int = "lwt_interop_lookup"
-external c_call : int -> 'a -> 'b Lwt.u -> int = "lwt_interop_call"
-external c_call_sync : int -> 'a -> 'b = "lwt_interop_call_sync"
+external c_call : int -> Ty.wire -> Ty.wire Lwt.u -> int = "lwt_interop_call"
+external c_call_sync : int -> Ty.wire -> Ty.wire = "lwt_interop_call_sync"
 external c_cancel : int -> unit = "lwt_interop_cancel"
 
 (* The kinds of Go function, as in lwt_interop.h. *)
 let kind_sync = 2
 
 let bind name (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b Lwt.t =
-  let fn, kind = lookup name a b in
+  let fn, kind = lookup name a.code b.code in
   if kind = kind_sync then fun x ->
-    match (c_call_sync fn x : 'b) with
+    let arg = a.arg_to_go x in
+    match c_call_sync fn arg with
     | v ->
+        Ty.done_with a arg;
         run_settled ();
-        Lwt.return v
+        Lwt.wrap1 b.of_go v
     | exception e ->
+        Ty.done_with a arg;
         run_settled ();
         Lwt.fail e
-  else fun x ->
-    let p, u = Lwt.task () in
-    match c_call fn x u with
-    | call ->
-        (* Go cancels from any thread: never raises. *)
-        Lwt.on_cancel p (fun () -> after_go c_cancel call);
-        run_settled ();
-        p
-    | exception e ->
-        run_settled ();
-        Lwt.fail e
+  else
+    let of_go = Ty.of_go_promise b in
+    fun x ->
+      let p, u = Lwt.task () in
+      let arg = a.arg_to_go x in
+      match c_call fn arg u with
+      | call ->
+          Ty.done_with a arg;
+          (* Go cancels from any thread: never raises. *)
+          Lwt.on_cancel p (fun () -> after_go c_cancel call);
+          run_settled ();
+          of_go p
+      | exception e ->
+          Ty.done_with a arg;
+          run_settled ();
+          Lwt.fail e
 
 let bind_sync name (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b =
-  let fn, kind = lookup name a b in
+  let fn, kind = lookup name a.code b.code in
   if kind <> kind_sync then
     invalid_arg
       (Printf.sprintf
          "Lwt_interop.bind_sync: %S is not a sync Go function (register it \
           with lwt.RegisterSync, or use bind)"
          name);
-  fun x -> after_go (c_call_sync fn) x
+  fun x ->
+    let arg = a.arg_to_go x in
+    match after_go (c_call_sync fn) arg with
+    | v ->
+        Ty.done_with a arg;
+        b.of_go v
+    | exception e ->
+        Ty.done_with a arg;
+        raise e
 
 let register_as fn name (a : 'a Ty.t) (b : 'b Ty.t) (f : 'a -> 'b Lwt.t) sync =
   if Option.is_some !watch && not (on_lwt_thread ()) then
     failwith (Printf.sprintf "Lwt_interop.%s: called from a thread that is not the Lwt thread" fn);
   if Hashtbl.mem registered name then
     invalid_arg (Printf.sprintf "Lwt_interop.%s: %S is already registered" fn name);
-  Hashtbl.replace registered name (Registered (a, b, f, sync))
+  Hashtbl.replace registered name (Registered (a.code, b.code, Ty.for_go a b f, sync))
 
 let register name a b f = register_as "register" name a b f false
 

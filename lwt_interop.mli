@@ -73,9 +73,18 @@ module Opaque : sig
   (** [Some x] if the value was injected with this key. *)
 end
 
-(** OCaml types as Go sees them. Each value describes one OCaml type and
-    names it the way Go spells it, so that {!bind} can check, once, that
-    both sides agree. *)
+(** OCaml types as Go sees them: each value is the one declaration of a
+    type, from which OCaml writes and reads its values and Go matches its
+    own type when {!bind}, {!bind_sync} or Go's [Lookup] first meets it.
+    A mismatch is an error there, naming both sides and where they differ
+    (for example a record field with no Go field). Go's types match by
+    their kind: a named Go type ([type UserID int64]) is its kind's
+    ([int]); [time.Duration] is an [int] (nanoseconds); a [time.Time] does
+    not cross (pass [t.UnixNano()] or a formatted string).
+
+    [unit], [bool], [int], [char], [float], [string], [bytes], {!handle},
+    {!opaque} and {!func} cross as themselves; the others are written into
+    one buffer that the other side reads, in one pass each way. *)
 module Ty : sig
   type 'a t
 
@@ -86,8 +95,17 @@ module Ty : sig
   (** Go [bool]. *)
 
   val int : int t
-  (** Go [int64] or [int]. A Go value outside OCaml's 63-bit range is an
+  (** Go [int] or [int64]. A Go value outside OCaml's 63-bit range is an
       error, never a silent wrap. *)
+
+  val char : char t
+  (** Go [byte]. *)
+
+  val int32 : int32 t
+  (** Go [int32]. *)
+
+  val int64 : int64 t
+  (** Go [int64] (or [int]), all 64 bits. *)
 
   val float : float t
   (** Go [float64]. *)
@@ -104,8 +122,110 @@ module Ty : sig
   val list : 'a t -> 'a list t
   (** Go [[]A]; a [nil] slice is [[]]. *)
 
+  val array : 'a t -> 'a array t
+  (** Go [[]A] ([float array] too). *)
+
+  val result : 'a t -> 'e t -> ('a, 'e) result t
+  (** Go [lwt.Result[A, E]]: [Ok x] is [{Ok: x}], [Error e] is
+      [{Error: e, IsError: true}]. *)
+
   val pair : 'a t -> 'b t -> ('a * 'b) t
-  (** Go [lwt.Pair[A, B]]. *)
+  (** Go [lwt.Pair[A, B]], or any Go struct of two exported fields, in
+      order. *)
+
+  val tuple3 : 'a t -> 'b t -> 'c t -> ('a * 'b * 'c) t
+  (** Go [lwt.Tuple3[A, B, C]], or any struct of three exported fields. *)
+
+  val tuple4 : 'a t -> 'b t -> 'c t -> 'd t -> ('a * 'b * 'c * 'd) t
+  (** Go [lwt.Tuple4[A, B, C, D]], or any struct of four exported
+      fields. *)
+
+  (** {2 Records}
+
+      A record is a Go struct whose exported fields match the record's by
+      name, case and underscores aside ([user_id] is [UserID]), or by an
+      [lwt:"user_id"] tag; a Go field tagged [lwt:"-"] is left out. A
+      field missing on either side, or of another type, is a mismatch.
+{[
+type user = { id : int; name : string; tags : string list }
+
+let user =
+  Ty.(record "user" (fun id name tags -> { id; name; tags })
+      |+ field "id" int (fun u -> u.id)
+      |+ field "name" string (fun u -> u.name)
+      |+ field "tags" (list string) (fun u -> u.tags)
+      |> sealr)
+]}
+      The function given to [record] builds the record from its fields, in
+      the order of the [field]s. *)
+
+  type ('r, 'a) field
+  type ('r, 'c, 'rest) open_record
+
+  val record : string -> 'c -> ('r, 'c, 'c) open_record
+  (** [record name make]: the type's name (for messages) and its maker.
+      @raise Invalid_argument if [name] is not an OCaml identifier. *)
+
+  val field : string -> 'a t -> ('r -> 'a) -> ('r, 'a) field
+  (** [field name ty get].
+      @raise Invalid_argument if [name] is not an OCaml identifier, or if
+      [ty] is a {!handle}, {!opaque} or {!func}. *)
+
+  val ( |+ ) : ('r, 'c, 'a -> 'rest) open_record -> ('r, 'a) field -> ('r, 'c, 'rest) open_record
+
+  val sealr : ('r, 'c, 'r) open_record -> 'r t
+  (** @raise Invalid_argument if two fields have one name. *)
+
+  (** {2 Variants}
+
+      A variant is a Go interface type declared with
+      [lwt.RegisterVariant], whose cases are struct types named as the
+      constructors. A constant constructor's case has no fields; another's
+      holds the constructor's argument: a tuple's parts in order, a
+      record's fields by name, or one value in its only field. A
+      constructor or case missing on either side is a mismatch.
+{[
+type shape = Circle of float | Rect of float * float | Empty
+
+let shape =
+  Ty.(variant "shape" (fun circle rect empty -> function
+        | Circle r -> circle r | Rect (w, h) -> rect (w, h) | Empty -> empty)
+      |~ case1 "Circle" float (fun r -> Circle r)
+      |~ case1 "Rect" (pair float float) (fun (w, h) -> Rect (w, h))
+      |~ case0 "Empty" Empty
+      |> sealv)
+]}
+      with, in Go, [type Shape interface{ isShape() }], [type Circle
+      struct{ R float64 }], [type Rect struct{ W, H float64 }], [type
+      Empty struct{}] and [lwt.RegisterVariant[Shape](Circle{}, Rect{},
+      Empty{})]. The function given to [variant] receives one argument per
+      case, in the order of the cases, and maps each value to its
+      constructor's. *)
+
+  type 'v case_v
+  type ('v, 'f) case
+  type ('v, 'c, 'rest) open_variant
+
+  val variant : string -> 'c -> ('v, 'c, 'c) open_variant
+  (** [variant name dispatch].
+      @raise Invalid_argument if [name] is not an OCaml identifier. *)
+
+  val case0 : string -> 'v -> ('v, 'v case_v) case
+  (** A constant constructor: its name and its value. *)
+
+  val case1 : string -> 'a t -> ('a -> 'v) -> ('v, 'a -> 'v case_v) case
+  (** A constructor with an argument: its name, the argument's type (a
+      tuple for several), and the constructor. *)
+
+  val ( |~ ) : ('v, 'c, 'f -> 'rest) open_variant -> ('v, 'f) case -> ('v, 'c, 'rest) open_variant
+
+  val sealv : ('v, 'c, 'v -> 'v case_v) open_variant -> 'v t
+  (** @raise Invalid_argument if there is no case. *)
+
+  (** {2 Values held across the boundary}
+
+      These cross as arguments and results only, not inside the types
+      above ([Invalid_argument] says so). *)
 
   val handle : 'a handle t
   (** Go [lwt.Handle[T]]: see {!handle}. *)
@@ -114,15 +234,13 @@ module Ty : sig
   (** Go [*lwt.Value]: see {!Opaque}. Go keeps the value alive (a GC root)
       until it releases it. *)
 
-  (** Options, lists and pairs hold any of the types above but {!func},
-      {!handle} and {!opaque}; they are copied in one pass each way. *)
-
   val func : 'a t -> 'b t -> ('a -> 'b Lwt.t) t
-  (** Go [*lwt.Func[A, R]]: an OCaml closure that Go can call and await.
-      Go holds it through a GC root until it releases it. *)
+  (** Go [*lwt.Func[A, R]]: an OCaml closure that Go can call and await,
+      from OCaml to Go only. Go holds it through a GC root until it
+      releases it. *)
 
   val to_string : 'a t -> string
-  (** The type as both sides spell it, e.g. ["(unit -> int Lwt.t)"]. *)
+  (** The type as OCaml spells it, e.g. ["(unit -> int Lwt.t)"]. *)
 end
 
 val bind : string -> 'a Ty.t -> 'b Ty.t -> 'a -> 'b Lwt.t
@@ -134,8 +252,9 @@ val bind : string -> 'a Ty.t -> 'b Ty.t -> 'a -> 'b Lwt.t
     bridge is shut down first; [Lwt.cancel] on it cancels the Go function's
     [context.Context]. Lwt thread, both [bind] and the calls; a binding
     stays valid across {!shutdown} and {!init}.
-    @raise Invalid_argument if [name] is not registered, or if its Go type
-    is not [a -> b] (the message names both). *)
+    @raise Invalid_argument if [name] is not registered, or if its Go types
+    do not match [a] and [b] (the message names both sides and where they
+    differ). *)
 
 val bind_sync : string -> 'a Ty.t -> 'b Ty.t -> 'a -> 'b
 (** [bind_sync name a b] is the Go function registered with

@@ -817,8 +817,9 @@ func readmeBlock(t *testing.T, marker, lang string) string {
 }
 
 // Registration refuses, with the type or name in the message, what cannot
-// work: a type that cannot cross, one inside an option, list or pair that
-// cannot, and a name used twice.
+// work: a type that no OCaml type matches, a value held across the
+// boundary inside another value, and a name used twice. (What OCaml's
+// types must match is checked when OCaml binds: flat_test.go.)
 func TestRegisterErrors(t *testing.T) {
 	t.Cleanup(func() { forgetRegistered("test.twice") }) // go test -count=2 registers again
 	noop := func(context.Context, chan int) (struct{}, error) { return struct{}{}, nil }
@@ -826,11 +827,16 @@ func TestRegisterErrors(t *testing.T) {
 		err  error
 		want string
 	}{
-		{Register("test.chan", noop), "lwt: registering \"test.chan\": lwt: Go type chan int cannot cross to OCaml"},
+		{Register("test.chan", noop), "lwt: registering \"test.chan\": Go type chan int cannot cross to OCaml"},
+		{Register("test.map", func(context.Context, map[string]int) (int, error) { return 0, nil }),
+			"Go type map[string]int cannot cross"},
+		{RegisterSync("test.uint", func(int) ([]uint64, error) { return nil, nil }), "Go type uint64 cannot cross"},
+		{RegisterSync("test.time", func(struct{ T time.Time }) (int, error) { return 0, nil }),
+			"field struct { T time.Time }.T: a time.Time crosses as its t.UnixNano()"},
 		{RegisterSync("test.funcs", func([]*Func[int64, int64]) (struct{}, error) { return struct{}{}, nil }),
-			"cannot cross inside an option, list or pair"},
+			"a *lwt.Func[int64,int64] crosses only as an argument or a result"},
 		{RegisterSync("test.handles", func(struct{}) ([]Handle[int], error) { return nil, nil }),
-			"Go type lwt.Handle[int] cannot cross to OCaml"},
+			"a lwt.Handle[int] crosses only as an argument or a result"},
 		{RegisterSync("test.twice", func(int64) (int64, error) { return 0, nil }), ""},
 		{RegisterSync("test.twice", func(int64) (int64, error) { return 0, nil }), "lwt: a Go function is already registered as \"test.twice\""},
 	} {

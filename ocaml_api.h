@@ -46,13 +46,6 @@ static inline lwt_value lwt_copy_bytes(const void *p, size_t n) { return lwt_api
 static inline const char *lwt_string_data(lwt_value v) { return lwt_api->string_data(v, &lwt_out_len); }
 static inline lwt_value lwt_copy_double(double d) { return lwt_api->copy_double(d); }
 static inline double lwt_double_val(lwt_value v) { return lwt_api->double_val(v); }
-static inline lwt_value lwt_build(_GoString_ code, const void *buf)
-{
-  return lwt_api->build(_GoStringPtr(code), buf);
-}
-static inline unsigned char *lwt_flatten(lwt_value v, _GoString_ code)
-{
-  return lwt_api->flatten(v, _GoStringPtr(code), &lwt_out_len);
-}
+static inline const unsigned char *lwt_flat_data(lwt_value v) { return lwt_api->flat_data(v, &lwt_out_len); }
 
 #endif

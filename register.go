@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 )
@@ -36,10 +37,20 @@ func (k kind) String() string {
 
 // goFunc is a Go function registered for OCaml to bind by name.
 type goFunc struct {
-	name           string
-	holder         *holder // names it in the watchdog's report
-	kind           kind
-	argSig, retSig string
+	name             string
+	holder           *holder // names it in the watchdog's report
+	kind             kind
+	argType, retType reflect.Type
+	// bind makes the binding of the function to OCaml's view of its types,
+	// or an error naming both sides.
+	bind     func(arg, ret *otype) (*binding, error)
+	bindings map[string]int // by OCaml's type codes: their index in registry.bindings
+}
+
+// binding is a registered function bound by OCaml to its argument and
+// result types: what OCaml's calls name by its index.
+type binding struct {
+	g *goFunc
 	// start begins an asynchronous call on the Lwt thread: it decodes arg
 	// now and settles the OCaml promise through c when done.
 	start func(arg value, c *inCall)
@@ -50,19 +61,20 @@ type goFunc struct {
 
 var errGoexit = errors.New("lwt: the Go function called runtime.Goexit")
 
-// registry holds the registered functions. Lookups by id, on every call
-// from OCaml, read an immutable snapshot without locking.
+// registry holds the registered functions and their bindings. Calls from
+// OCaml read an immutable snapshot of the bindings without locking.
 var registry struct {
-	mu     sync.Mutex // serialises Register
-	byName map[string]int
-	funcs  atomic.Pointer[[]*goFunc]
+	mu       sync.Mutex // serialises Register and bind
+	byName   map[string]*goFunc
+	bindings atomic.Pointer[[]*binding]
 }
 
 // Register makes fn callable from OCaml under name: Lwt_interop.bind gives
 // an 'a -> 'b Lwt.t whose calls each run fn in a new goroutine, with a
 // context that Lwt.cancel on the call's promise (or shutdown) cancels.
-// A and R are the Go types of 'a and 'b (see the README for the mapping).
-// fn's error, or a panic in it, rejects the promise with Go_error.
+// A and R are the Go types of 'a and 'b (see the README for the mapping),
+// checked against OCaml's when it binds the function. fn's error, or a
+// panic in it, rejects the promise with Go_error.
 func Register[A, R any](name string, fn func(context.Context, A) (R, error)) error {
 	return register(name, kindGoroutine, fn)
 }
@@ -81,17 +93,65 @@ func RegisterSync[A, R any](name string, fn func(A) (R, error)) error {
 	return register(name, kindSync, func(_ context.Context, a A) (R, error) { return fn(a) })
 }
 
+// MustRegister is Register that panics on error, for registrations in a
+// package's init.
+func MustRegister[A, R any](name string, fn func(context.Context, A) (R, error)) {
+	must(Register(name, fn))
+}
+
+// MustRegisterTask is RegisterTask that panics on error.
+func MustRegisterTask[A, R any](name string, fn func(context.Context, A) (R, error)) {
+	must(RegisterTask(name, fn))
+}
+
+// MustRegisterSync is RegisterSync that panics on error.
+func MustRegisterSync[A, R any](name string, fn func(A) (R, error)) {
+	must(RegisterSync(name, fn))
+}
+
+func must(err error) {
+	if err != nil {
+		panic(err)
+	}
+}
+
 func register[A, R any](name string, k kind, fn func(context.Context, A) (R, error)) error {
-	dec, err := codecOf[A]()
-	if err != nil {
-		return fmt.Errorf("lwt: registering %q: %w", name, err)
+	for _, t := range []reflect.Type{reflect.TypeFor[A](), reflect.TypeFor[R]()} {
+		if err := crossable(t); err != nil {
+			return fmt.Errorf("lwt: registering %q: %w", name, err)
+		}
 	}
-	enc, err := codecOf[R]()
-	if err != nil {
-		return fmt.Errorf("lwt: registering %q: %w", name, err)
-	}
-	g := &goFunc{name: name, kind: k, argSig: dec.sig, retSig: enc.sig,
+	g := &goFunc{name: name, kind: k, bindings: map[string]int{},
+		argType: reflect.TypeFor[A](), retType: reflect.TypeFor[R](),
 		holder: &holder{name: fmt.Sprintf("the %s function %q", k, name)}}
+	g.bind = func(arg, ret *otype) (*binding, error) {
+		dec, err := codecFor[A](arg)
+		if err != nil {
+			return nil, within("argument", err)
+		}
+		enc, err := codecFor[R](ret)
+		if err != nil {
+			return nil, within("result", err)
+		}
+		return bindFunc(g, fn, dec, enc), nil
+	}
+
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
+	if _, dup := registry.byName[name]; dup {
+		return fmt.Errorf("lwt: a Go function is already registered as %q", name)
+	}
+	if registry.byName == nil {
+		registry.byName = make(map[string]*goFunc)
+	}
+	registry.byName[name] = g
+	return nil
+}
+
+// bindFunc makes the binding of g, whose function is fn, with the codecs
+// of OCaml's view of its types.
+func bindFunc[A, R any](g *goFunc, fn func(context.Context, A) (R, error), dec *codec[A], enc *codec[R]) *binding {
+	b := &binding{g: g}
 	settle := func(c *inCall, r R, err error) {
 		if err == nil {
 			var v value
@@ -102,14 +162,14 @@ func register[A, R any](name string, k kind, fn func(context.Context, A) (R, err
 		}
 		c.reject(err)
 	}
-	g.start = func(arg value, c *inCall) {
+	b.start = func(arg value, c *inCall) {
 		a, err := dec.decode(arg)
 		if err != nil {
 			c.reject(err)
 			return
 		}
 		run := func() (R, error) { return fn(c.ctx, a) }
-		if k == kindTask {
+		if g.kind == kindTask {
 			t := &task{ctx: c.ctx, holder: g.holder}
 			t.body = func() {
 				r, err := recovered(run)
@@ -127,7 +187,7 @@ func register[A, R any](name string, k kind, fn func(context.Context, A) (R, err
 			r, err = recovered(run)
 		}()
 	}
-	g.call = func(arg value) (value, error) { // its caller recovers panics
+	b.call = func(arg value) (value, error) { // its caller recovers panics
 		a, err := dec.decode(arg)
 		if err != nil {
 			return 0, err
@@ -138,44 +198,49 @@ func register[A, R any](name string, k kind, fn func(context.Context, A) (R, err
 		}
 		return enc.encode(r)
 	}
-
-	registry.mu.Lock()
-	defer registry.mu.Unlock()
-	if _, dup := registry.byName[name]; dup {
-		return fmt.Errorf("lwt: a Go function is already registered as %q", name)
-	}
-	if registry.byName == nil {
-		registry.byName = make(map[string]int)
-	}
-	var funcs []*goFunc
-	if old := registry.funcs.Load(); old != nil {
-		funcs = *old
-	}
-	funcs = append(funcs[:len(funcs):len(funcs)], g)
-	registry.byName[name] = len(funcs) - 1
-	registry.funcs.Store(&funcs)
-	return nil
+	return b
 }
 
-// lookup finds name and checks its type against OCaml's view of it.
-func lookup(name, argSig, retSig string) (int, *goFunc, error) {
+// lookup binds the function registered as name to OCaml's view of its
+// types (type codes, ocamltype.go), once per view, and returns the
+// binding's index.
+func lookup(name, argCode, retCode string) (int, *goFunc, error) {
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
-	id, ok := registry.byName[name]
+	g, ok := registry.byName[name]
 	if !ok {
 		return 0, nil, fmt.Errorf("lwt: no Go function registered as %q", name)
 	}
-	g := (*registry.funcs.Load())[id]
-	if g.argSig != argSig || g.retSig != retSig {
-		return 0, nil, fmt.Errorf("lwt: %q is %s -> %s in Go, but OCaml binds it as %s -> %s",
-			name, g.argSig, g.retSig, argSig, retSig)
+	key := argCode + "\x00" + retCode
+	if id, ok := g.bindings[key]; ok {
+		return id, g, nil
 	}
-	return id, g, nil
+	arg, err := parseOType(argCode)
+	if err != nil {
+		return 0, nil, err
+	}
+	ret, err := parseOType(retCode)
+	if err != nil {
+		return 0, nil, err
+	}
+	b, err := g.bind(arg, ret)
+	if err != nil {
+		return 0, nil, fmt.Errorf("lwt: OCaml binds %q as %v -> %v, but Go registered it as func(%v) (%v, error): %w",
+			name, arg, ret, g.argType, g.retType, err)
+	}
+	var bs []*binding
+	if old := registry.bindings.Load(); old != nil {
+		bs = *old
+	}
+	bs = append(bs[:len(bs):len(bs)], b)
+	registry.bindings.Store(&bs)
+	g.bindings[key] = len(bs) - 1
+	return len(bs) - 1, g, nil
 }
 
-func funcByID(id int) (*goFunc, error) {
-	if funcs := registry.funcs.Load(); funcs != nil && id >= 0 && id < len(*funcs) {
-		return (*funcs)[id], nil
+func bindingByID(id int) (*binding, error) {
+	if bs := registry.bindings.Load(); bs != nil && id >= 0 && id < len(*bs) {
+		return (*bs)[id], nil
 	}
 	return nil, fmt.Errorf("lwt: no Go function #%d", id)
 }

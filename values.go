@@ -1,10 +1,11 @@
 package lwt
 
-// How values cross: the codec of each Go type, chosen once per type (by
-// codecOf), converts to and from OCaml values on the Lwt thread only; an
-// OCaml value (value) is valid only until the next call into OCaml. Options,
-// lists and pairs cross as one flat buffer (wire). Handle and Value hold a
-// value of the other side across calls.
+// How values cross: the codec of a Go type and the OCaml type it is bound
+// to, made once when a function is bound or looked up (codecFor, any
+// goroutine), converts values on the Lwt thread only; an OCaml value
+// (value) is valid only until the next call into OCaml. The types of
+// ty.ml's direct values cross as themselves, the others as a flat buffer
+// (flat.go). Handle and Value hold a value of the other side across calls.
 
 /*
 #include "ocaml_api.h"
@@ -13,7 +14,6 @@ import "C"
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -71,86 +71,124 @@ func stringData(v value) []byte {
 func stringVal(v value) string { return string(stringData(v)) }
 func bytesVal(v value) []byte  { return bytes.Clone(stringData(v)) }
 
-// Pair is an OCaml pair ('a * 'b).
-type Pair[A, B any] struct {
-	First  A
-	Second B
-}
-
-func (Pair[A, B]) ocamlPair() {}
-
 // codec converts between an OCaml type and the Go type T, on the Lwt thread.
 type codec[T any] struct {
-	sig    string // the OCaml type, as Lwt_interop.Ty spells it
 	decode func(v value) (T, error)
 	encode func(x T) (value, error)
 }
 
-// codecOf returns the codec for T, or an error naming T if T cannot cross.
-func codecOf[T any]() (*codec[T], error) {
-	switch any((*T)(nil)).(type) {
-	case *struct{}:
-		return scalar[T]("unit", func(value) struct{} { return struct{}{} },
-			func(struct{}) (value, error) { return valUnit, nil }), nil
-	case *bool:
-		return scalar[T]("bool", func(v value) bool { return v != valFalse }, encodeBool), nil
-	case *int64:
-		return scalar[T]("int", intVal, encodeInt), nil
-	case *int:
-		return scalar[T]("int", func(v value) int { return int(intVal(v)) },
-			func(n int) (value, error) { return encodeInt(int64(n)) }), nil
-	case *float64:
-		return scalar[T]("float", func(v value) float64 { return float64(C.lwt_double_val(v)) },
-			func(x float64) (value, error) { return C.lwt_copy_double(C.double(x)), nil }), nil
-	case *string:
-		return scalar[T]("string", stringVal, copyString), nil
-	case *[]byte:
-		return scalar[T]("bytes", bytesVal, copyBytes), nil
-	case **Value:
-		return any(valueCodec).(*codec[T]), nil
-	}
+// codecFor matches the OCaml type o with T and returns their codec, or an
+// error naming both. Any goroutine.
+func codecFor[T any](o *otype) (*codec[T], error) {
+	t := reflect.TypeFor[T]()
 	var zero T
-	if h, ok := any(zero).(handleType); ok {
-		return h.handleCodec().(*codec[T]), nil
-	}
-	if fc, ok := any(zero).(closureType); ok {
-		sig, hold, err := fc.closureCodec()
+	switch o.code {
+	case 'h':
+		if h, ok := any(zero).(handleType); ok {
+			return h.handleCodec().(*codec[T]), nil
+		}
+		return nil, mismatch(o, t, "an OCaml handle is a Go lwt.Handle[T]")
+	case 'o':
+		if c, ok := any(valueCodec).(*codec[T]); ok {
+			return c, nil
+		}
+		return nil, mismatch(o, t, "an OCaml Opaque.t is a Go *lwt.Value")
+	case 'F':
+		fc, ok := any(zero).(closureType)
+		if !ok {
+			return nil, mismatch(o, t, "an OCaml closure is a Go *lwt.Func[A, R]")
+		}
+		hold, err := fc.closureCodec(o.elems[0], o.elems[1])
 		if err != nil {
-			return nil, err
+			return nil, within(fmt.Sprintf("in %v", o), err)
 		}
 		return &codec[T]{
-			sig: sig,
 			decode: func(v value) (T, error) {
 				f, err := hold(v)
 				if err != nil {
-					var zero T
 					return zero, err
 				}
 				return f.(T), nil
 			},
 			encode: func(T) (value, error) {
-				return 0, fmt.Errorf("lwt: a Go %T cannot be passed back to OCaml", zero)
+				return 0, fmt.Errorf("lwt: a Go %T cannot be passed to OCaml", zero)
 			},
 		}, nil
 	}
-	w, err := wireOf(reflect.TypeFor[T]())
-	if err != nil {
+	if err := checkKind(o, t); err != nil {
 		return nil, err
 	}
-	return compound[T](w), nil
+	switch o.code {
+	case 'u':
+		return scalar[T](func(value) struct{} { return struct{}{} },
+			func(struct{}) (value, error) { return valUnit, nil }), nil
+	case 'b':
+		return scalar[T](func(v value) bool { return v != valFalse }, encodeBool), nil
+	case 'i':
+		return scalar[T](intVal, encodeInt), nil // Go's int is int64's size: cgo needs 64 bits
+	case 'c':
+		return scalar[T](func(v value) byte { return byte(intVal(v)) },
+			func(c byte) (value, error) { return valInt(int64(c)), nil }), nil
+	case 'f':
+		return scalar[T](func(v value) float64 { return float64(C.lwt_double_val(v)) },
+			func(x float64) (value, error) { return C.lwt_copy_double(C.double(x)), nil }), nil
+	case 's':
+		return scalar[T](stringVal, copyString), nil
+	case 'y':
+		return scalar[T](bytesVal, copyBytes), nil
+	}
+	return bufferedCodec[T](o, t)
 }
 
-// scalar is the codec of T made from functions on U, where T is U (codecOf's
-// type switch has checked it): the conversions are free, nothing is boxed.
-func scalar[T, U any](sig string, dec func(value) U, enc func(U) (value, error)) *codec[T] {
+// scalar is the codec of T made from functions on U, where T's underlying
+// type is U (checkKind has checked it): the conversions are free, nothing
+// is boxed.
+func scalar[T, U any](dec func(value) U, enc func(U) (value, error)) *codec[T] {
 	return &codec[T]{
-		sig: sig,
 		decode: func(v value) (T, error) {
 			u := dec(v)
 			return *(*T)(unsafe.Pointer(&u)), nil
 		},
 		encode: func(x T) (value, error) { return enc(*(*U)(unsafe.Pointer(&x))) },
 	}
+}
+
+// flatScratch is the buffer that values crossing to OCaml are written in,
+// reused: Lwt thread only.
+var flatScratch []byte
+
+// bufferedCodec is the codec of a type that crosses as a flat buffer
+// (flat.go): OCaml hands its writer, Go hands bytes.
+func bufferedCodec[T any](o *otype, t reflect.Type) (*codec[T], error) {
+	c, err := flatCodecOf(o, t)
+	if err != nil {
+		return nil, err
+	}
+	return &codec[T]{
+		decode: func(v value) (T, error) {
+			var x T
+			p := C.lwt_flat_data(v)
+			r := flatReader{b: unsafe.Slice((*byte)(unsafe.Pointer(p)), int(C.lwt_out_len))}
+			c.get(&r, unsafe.Pointer(&x))
+			if r.err == nil && len(r.b) != 0 {
+				r.err = errMalformed
+			}
+			return x, r.err
+		},
+		encode: func(x T) (value, error) {
+			b, err := c.put(flatScratch[:0], unsafe.Pointer(&x))
+			if err != nil {
+				return 0, err
+			}
+			if cap(b) <= 1<<20 {
+				flatScratch = b[:0]
+			}
+			if v := C.lwt_copy_bytes(unsafe.Pointer(unsafe.SliceData(b)), C.size_t(len(b))); v != 0 {
+				return v, nil
+			}
+			return 0, errAlloc("a "+o.String(), len(b))
+		},
+	}, nil
 }
 
 func encodeBool(b bool) (value, error) {
@@ -170,7 +208,7 @@ func encodeInt(n int64) (value, error) {
 // closureType is implemented by *Func[A, R], so that codecOf can build
 // codecs for closure types without reflection.
 type closureType interface {
-	closureCodec() (sig string, hold func(v value) (any, error), err error)
+	closureCodec(arg, ret *otype) (hold func(v value) (any, error), err error)
 }
 
 // Handle is a Go value that OCaml holds without seeing inside it: an
@@ -185,7 +223,6 @@ type handleType interface{ handleCodec() any }
 // handleCodec returns the *codec[Handle[T]] (as any, for codecOf's sake).
 func (Handle[T]) handleCodec() any {
 	return &codec[Handle[T]]{
-		sig: "handle",
 		decode: func(v value) (Handle[T], error) {
 			id := C.lwt_handle_id(v)
 			if id == 0 {
@@ -256,7 +293,6 @@ type Value struct{ root *ocamlRef }
 func (v *Value) Release() { v.root.release() }
 
 var valueCodec = &codec[*Value]{
-	sig: "opaque",
 	decode: func(v value) (*Value, error) {
 		root, err := newOCamlRef(v)
 		if err != nil {
@@ -273,205 +309,4 @@ var valueCodec = &codec[*Value]{
 		}
 		return C.lwt_root_get(x.root.cell.root), nil
 	},
-}
-
-// compound is the codec of an option, list or pair: the value crosses as
-// one flat buffer (see wire), in one call each way.
-func compound[T any](w *wire) *codec[T] {
-	return &codec[T]{
-		sig: w.sig,
-		decode: func(v value) (T, error) {
-			var x T
-			p := C.lwt_flatten(v, w.code)
-			if p == nil {
-				return x, fmt.Errorf("lwt: out of memory reading an OCaml %s", w.sig)
-			}
-			defer C.free(unsafe.Pointer(p))
-			w.get(unsafe.Slice((*byte)(unsafe.Pointer(p)), int(C.lwt_out_len)), reflect.ValueOf(&x).Elem())
-			return x, nil
-		},
-		encode: func(x T) (value, error) {
-			b, err := w.put(nil, reflect.ValueOf(x))
-			if err != nil {
-				return 0, err
-			}
-			if v := C.lwt_build(w.code, unsafe.Pointer(unsafe.SliceData(b))); v != 0 {
-				return v, nil
-			}
-			return 0, errAlloc("a "+w.sig, len(b))
-		},
-	}
-}
-
-// wire is how a Go type crosses inside a compound value. Go writes the
-// value into a flat buffer that stubs.c turns into the OCaml value, and
-// stubs.c flattens an OCaml value into a buffer that Go reads. code is the
-// type's shape, which stubs.c follows:
-//
-//	u unit  b bool  i int  f float  s string  y bytes
-//	o<T> option  l<T> list  p<T><U> pair
-//
-// In the buffer a bool is one byte; an int or a float eight bytes in the
-// machine's byte order; a string or bytes an eight-byte length and the
-// bytes; an option a byte 0 (None) or 1 and the value; a list an eight-byte
-// length and the elements; a pair its two values.
-type wire struct {
-	code, sig string
-	put       func(b []byte, v reflect.Value) ([]byte, error)
-	get       func(b []byte, v reflect.Value) []byte // sets v, returns the rest of b
-}
-
-var (
-	byteOrder = binary.NativeEndian
-	pairType  = reflect.TypeFor[interface{ ocamlPair() }]()
-)
-
-func wireOf(t reflect.Type) (*wire, error) {
-	switch t {
-	case reflect.TypeFor[struct{}]():
-		return &wire{code: "u", sig: "unit",
-			put: func(b []byte, _ reflect.Value) ([]byte, error) { return b, nil },
-			get: func(b []byte, _ reflect.Value) []byte { return b },
-		}, nil
-	case reflect.TypeFor[bool]():
-		return &wire{code: "b", sig: "bool",
-			put: func(b []byte, v reflect.Value) ([]byte, error) {
-				if v.Bool() {
-					return append(b, 1), nil
-				}
-				return append(b, 0), nil
-			},
-			get: func(b []byte, v reflect.Value) []byte { v.SetBool(b[0] != 0); return b[1:] },
-		}, nil
-	case reflect.TypeFor[int64](), reflect.TypeFor[int]():
-		return &wire{code: "i", sig: "int",
-			put: func(b []byte, v reflect.Value) ([]byte, error) {
-				n := v.Int()
-				if _, err := encodeInt(n); err != nil {
-					return nil, err
-				}
-				return byteOrder.AppendUint64(b, uint64(n)), nil
-			},
-			get: func(b []byte, v reflect.Value) []byte { v.SetInt(int64(byteOrder.Uint64(b))); return b[8:] },
-		}, nil
-	case reflect.TypeFor[float64]():
-		return &wire{code: "f", sig: "float",
-			put: func(b []byte, v reflect.Value) ([]byte, error) {
-				return byteOrder.AppendUint64(b, math.Float64bits(v.Float())), nil
-			},
-			get: func(b []byte, v reflect.Value) []byte {
-				v.SetFloat(math.Float64frombits(byteOrder.Uint64(b)))
-				return b[8:]
-			},
-		}, nil
-	case reflect.TypeFor[string]():
-		return &wire{code: "s", sig: "string",
-			put: func(b []byte, v reflect.Value) ([]byte, error) {
-				return append(byteOrder.AppendUint64(b, uint64(v.Len())), v.String()...), nil
-			},
-			get: func(b []byte, v reflect.Value) []byte {
-				n := int(byteOrder.Uint64(b))
-				v.SetString(string(b[8 : 8+n]))
-				return b[8+n:]
-			},
-		}, nil
-	case reflect.TypeFor[[]byte]():
-		return &wire{code: "y", sig: "bytes",
-			put: func(b []byte, v reflect.Value) ([]byte, error) {
-				return append(byteOrder.AppendUint64(b, uint64(v.Len())), v.Bytes()...), nil
-			},
-			get: func(b []byte, v reflect.Value) []byte {
-				n := int(byteOrder.Uint64(b))
-				v.SetBytes(bytes.Clone(b[8 : 8+n]))
-				return b[8+n:]
-			},
-		}, nil
-	}
-	switch {
-	case t.Kind() == reflect.Pointer && !t.Implements(reflect.TypeFor[closureType]()):
-		return optionWire(t)
-	case t.Kind() == reflect.Slice:
-		return listWire(t)
-	case t.Kind() == reflect.Struct && t.Implements(pairType):
-		return pairWire(t)
-	case t.Implements(reflect.TypeFor[closureType]()):
-		return nil, fmt.Errorf("lwt: Go type %v cannot cross inside an option, list or pair", t)
-	}
-	return nil, fmt.Errorf("lwt: Go type %v cannot cross to OCaml", t)
-}
-
-// optionWire: a nil *T is None, any other Some.
-func optionWire(t reflect.Type) (*wire, error) {
-	e, err := wireOf(t.Elem())
-	if err != nil {
-		return nil, err
-	}
-	return &wire{code: "o" + e.code, sig: e.sig + " option",
-		put: func(b []byte, v reflect.Value) ([]byte, error) {
-			if v.IsNil() {
-				return append(b, 0), nil
-			}
-			return e.put(append(b, 1), v.Elem())
-		},
-		get: func(b []byte, v reflect.Value) []byte {
-			if b[0] == 0 {
-				v.SetZero()
-				return b[1:]
-			}
-			p := reflect.New(t.Elem())
-			v.Set(p)
-			return e.get(b[1:], p.Elem())
-		},
-	}, nil
-}
-
-// listWire: a slice is a list; a nil slice is [].
-func listWire(t reflect.Type) (*wire, error) {
-	e, err := wireOf(t.Elem())
-	if err != nil {
-		return nil, err
-	}
-	return &wire{code: "l" + e.code, sig: e.sig + " list",
-		put: func(b []byte, v reflect.Value) ([]byte, error) {
-			b = byteOrder.AppendUint64(b, uint64(v.Len()))
-			for i := range v.Len() {
-				var err error
-				if b, err = e.put(b, v.Index(i)); err != nil {
-					return nil, err
-				}
-			}
-			return b, nil
-		},
-		get: func(b []byte, v reflect.Value) []byte {
-			n := int(byteOrder.Uint64(b))
-			b = b[8:]
-			s := reflect.MakeSlice(t, n, n)
-			for i := range n {
-				b = e.get(b, s.Index(i))
-			}
-			v.Set(s)
-			return b
-		},
-	}, nil
-}
-
-func pairWire(t reflect.Type) (*wire, error) {
-	a, err := wireOf(t.Field(0).Type)
-	if err != nil {
-		return nil, err
-	}
-	z, err := wireOf(t.Field(1).Type)
-	if err != nil {
-		return nil, err
-	}
-	return &wire{code: "p" + a.code + z.code, sig: "(" + a.sig + " * " + z.sig + ")",
-		put: func(b []byte, v reflect.Value) ([]byte, error) {
-			b, err := a.put(b, v.Field(0))
-			if err != nil {
-				return nil, err
-			}
-			return z.put(b, v.Field(1))
-		},
-		get: func(b []byte, v reflect.Value) []byte { return z.get(a.get(b, v.Field(0)), v.Field(1)) },
-	}, nil
 }

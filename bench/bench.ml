@@ -30,7 +30,7 @@ let () =
       ("--tsv", Arg.Set_string tsv, "PATH  also write the figures as TSV");
       ( "--only",
         Arg.Set_string only,
-        "GROUP  run one group: seed, ocaml-to-go, go-to-ocaml, raw, mem, latency" );
+        "GROUP  run one group: seed, ocaml-to-go, go-to-ocaml, values, raw, mem, latency" );
     ]
     (fun a -> raise (Arg.Bad a))
     "bench.exe [--secs S] [--seed SEED_EXE] [--tsv PATH] [--only GROUP]"
@@ -272,6 +272,78 @@ let go_to_ocaml () =
             if name = "go-to-ocaml/goroutine/seq" then Some (Ratio_at_least 1.) else None
           in
           add ?baseline ?target name "calls/s" (per_sec (sum samples)))
+
+(* ---- Values -------------------------------------------------------------- *)
+
+(* A 10-field record of ints, floats and strings crossing in one sync call
+   (values/record10/...: OCaml to Go as the argument, Go to OCaml as the
+   result), and a list of 1,000 of them (ns per record). Each against the
+   same data declared as nested pairs, in the same run. go-allocs: Go heap
+   allocations per record. *)
+type record10 = {
+  a : int; b : int; c : int; d : float; e : float; f : float; g : string; h : string; i : string; j : int;
+}
+
+let record10 =
+  I.Ty.(
+    record "record10" (fun a b c d e f g h i j -> { a; b; c; d; e; f; g; h; i; j })
+    |+ field "a" int (fun r -> r.a) |+ field "b" int (fun r -> r.b) |+ field "c" int (fun r -> r.c)
+    |+ field "d" float (fun r -> r.d) |+ field "e" float (fun r -> r.e) |+ field "f" float (fun r -> r.f)
+    |+ field "g" string (fun r -> r.g) |+ field "h" string (fun r -> r.h) |+ field "i" string (fun r -> r.i)
+    |+ field "j" int (fun r -> r.j)
+    |> sealr)
+
+let pairs10 = I.Ty.(pair int (pair int (pair int (pair float (pair float (pair float (pair string (pair string (pair string int)))))))))
+let sample = { a = 1; b = -2; c = max_int; d = 0.5; e = 1e300; f = -0.; g = "gopher"; h = ""; i = "a longer string, of 40 bytes or so....."; j = 42 }
+let sample_pairs r = (r.a, (r.b, (r.c, (r.d, (r.e, (r.f, (r.g, (r.h, (r.i, r.j)))))))))
+let take_record = I.bind_sync "bench.take_record10" record10 I.Ty.int
+let take_pairs = I.bind_sync "bench.take_pairs10" pairs10 I.Ty.int
+let give_record = I.bind_sync "bench.give_record10" I.Ty.unit record10
+let give_pairs = I.bind_sync "bench.give_pairs10" I.Ty.unit pairs10
+let take_records = I.bind_sync "bench.take_records10" (I.Ty.list record10) I.Ty.int
+let take_pairs_list = I.bind_sync "bench.take_pairs10s" (I.Ty.list pairs10) I.Ty.int
+let go_mallocs = I.bind_sync "bench.mallocs" I.Ty.unit I.Ty.int
+let records1000 = List.init 1000 (fun k -> { sample with a = k })
+let pairs1000 = List.map sample_pairs records1000
+
+(* Calls [f] for [dt] seconds, [per] values a call: a sample of values. *)
+let tight ?(per = 1) f dt =
+  let t0 = now () in
+  let rec loop n =
+    if n land 63 = 0 && now () >= t0 +. dt then { ops = float (n * per); secs = now () -. t0 }
+    else (
+      f ();
+      loop (n + 1))
+  in
+  Lwt.pause () >|= fun () -> loop 0
+
+let values () =
+  let variants =
+    [
+      ("values/record10/ocaml-to-go", 1, fun () -> ignore (take_record sample : int));
+      ("values/pairs10/ocaml-to-go", 1, fun () -> ignore (take_pairs (sample_pairs sample) : int));
+      ("values/record10/go-to-ocaml", 1, fun () -> ignore (give_record () : record10));
+      ("values/pairs10/go-to-ocaml", 1, fun () -> ignore (give_pairs () : _ * _));
+      ("values/records1000/ocaml-to-go", 1000, fun () -> ignore (take_records records1000 : int));
+      ("values/pairs1000/ocaml-to-go", 1000, fun () -> ignore (take_pairs_list pairs1000 : int));
+    ]
+  in
+  interleave !secs (List.map (fun (name, per, f) -> (name, tight ~per f)) variants) >|= fun results ->
+  List.iter
+    (fun (name, per, f) ->
+      let baseline =
+        match String.split_on_char '/' name with
+        | [ _; ("record10" | "records1000") as r; dir ] ->
+            Some (Printf.sprintf "values/%s/%s" (if r = "record10" then "pairs10" else "pairs1000") dir)
+        | _ -> None
+      in
+      add ?baseline name "ns/value" (ns_per_op (sum (List.assoc name results)));
+      let calls = 2000 / per in
+      let m0 = go_mallocs () in
+      for _ = 1 to calls do f () done;
+      let allocs = float (go_mallocs () - m0) /. float (calls * per) in
+      add ("mem/go-allocs-per-value/" ^ String.concat "/" (List.tl (String.split_on_char '/' name))) "allocs" allocs)
+    variants
 
 (* ---- Raw costs and the physical limit ----------------------------------- *)
 
@@ -524,6 +596,7 @@ let groups =
   [
     ("ocaml-to-go", ocaml_to_go);
     ("go-to-ocaml", go_to_ocaml);
+    ("values", values);
     ("raw", raw);
     ("mem", mem);
     ("latency", latency);

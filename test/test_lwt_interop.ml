@@ -150,10 +150,10 @@ let test_wrong_thread () =
 let test_bind_errors () =
   let invalid sub = function Invalid_argument m -> contains m sub | _ -> false in
   check_raises_matching "type mismatch"
-    (invalid "is int -> int in Go, but OCaml binds it as string -> int")
+    (invalid "OCaml binds \"test.add1\" as string -> int, but Go registered it as func(int64) (int64, error): argument: OCaml string is not Go int64")
     (fun () -> I.bind "test.add1" I.Ty.string I.Ty.int);
   check_raises_matching "compound mismatch"
-    (invalid "is (int option * string) list -> string in Go, but OCaml binds it as (string * int option) list -> string")
+    (invalid "argument: in a list: in part 1 of (string * int option) (Go lwt.Pair[*int64,string].First): OCaml string is not Go *int64")
     (fun () -> I.bind_sync "test.describe" I.Ty.(list (pair string (option int))) I.Ty.string);
   check_raises_matching "unknown" (invalid "no Go function registered as \"nope\"") (fun () ->
       I.bind "nope" I.Ty.unit I.Ty.unit);
@@ -225,8 +225,8 @@ let test_on_loop () =
 let test_named () =
   let want =
     "40 <nil> ABC <nil> ocaml: Invalid_argument(\"empty\") | lwt: no OCaml function registered \
-     as \"ocaml.nope\" | lwt: \"ocaml.tenfold\" is int -> int in OCaml, but Go looks it up as \
-     string -> int"
+     as \"ocaml.nope\" | lwt: OCaml registered \"ocaml.tenfold\" as int -> int, but Go looks it \
+     up as Func[string, int64]: argument: OCaml int is not Go string"
   in
   List.iter
     (fun name -> run (I.bind name I.Ty.unit I.Ty.string () >|= Alcotest.(check string) name want))
@@ -420,10 +420,12 @@ let test_sigchld_storm () =
      if n = 0 then Alcotest.fail "no round trip during the storm";
      if !seen = 0 then Alcotest.fail "the SIGCHLD handler never ran")
 
-let test_released () =
+(* [pinned]: the OCaml functions that other tests looked up from Go since
+   the bridge started, which it holds until shutdown. *)
+let test_released pinned () =
   let look_up = I.bind_sync "test.look_up" I.Ty.string I.Ty.unit in
   List.iter look_up named;
-  let named_roots = List.length named in
+  let named_roots = List.length named + pinned in
   let rec wait n =
     let s = I.stats () in
     if s.roots = named_roots && s.tasks = 0 && s.calls = 0 && s.jobs = 0 then Lwt.return_unit
@@ -555,11 +557,12 @@ let () =
           tc "a blocking sync function is reported" test_stall_reported;
           tc "Go's context cancels OCaml's promise" test_go_cancels_ocaml;
         ] );
+      ("types", Types.tests);
       ( "signals",
         [ tc "Go nil dereference, OCaml Stack_overflow" test_go_nil_dereference; tc "SIGCHLD storm" test_sigchld_storm ] );
       ( "lifecycle",
         [
-          tc "nothing held" test_released;
+          tc "nothing held" (test_released Types.looked_up);
           tc "shutdown, restart" test_shutdown_and_restart;
           tc "shutdown's grace period" test_shutdown_grace;
           tc "shutdown from Go" test_shutdown_from_go;
@@ -567,6 +570,6 @@ let () =
           tc "shutdown unwinds a task that retries" test_shutdown_unwinds_retrying_task;
           tc "shutdown from inside a Go call" test_shutdown_from_a_go_call;
           tc "a sync result survives resumed tasks" test_sync_result_vs_tasks;
-          tc "nothing held after restarts" test_released;
+          tc "nothing held after restarts" (test_released 0);
         ] );
     ]

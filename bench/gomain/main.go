@@ -219,6 +219,7 @@ func init() {
 	must(lwt.RegisterTask("bench.echo.task", echo))
 	must(lwt.RegisterSync("bench.echo.sync", func(n int64) (int64, error) { return n, nil }))
 	must(lwt.RegisterSync("bench.add1", func(n int64) (int64, error) { return n + 1, nil }))
+	registerValues()
 
 	// Go calls OCaml.
 	must(lwt.RegisterTask("bench.call.task", callLoop[int64]))

@@ -1,0 +1,113 @@
+package main
+
+// The Go side of test/types.ml: every kind of value, both ways.
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+
+	"lwt"
+)
+
+type Shape interface{ isShape() }
+
+type (
+	Circle   struct{ R float64 }
+	Rect     struct{ W, H float64 }
+	Empty    struct{}
+	Labelled struct {
+		Label  string
+		Points []int64
+	}
+)
+
+func (Circle) isShape()    {}
+func (Rect) isShape()      {}
+func (Empty) isShape()     {}
+func (*Labelled) isShape() {}
+
+type UserID int64
+
+// User is test/types.ml's user record.
+type User struct {
+	ID      UserID
+	Name    string
+	Score   float64
+	Tags    []string
+	Email   *string
+	Small   int32
+	Big     int64
+	Initial byte
+	Shapes  []Shape
+	Status  lwt.Result[int64, string]
+	Where   lwt.Tuple3[int, string, bool]
+	Raw     []byte
+	Unit    struct{}
+	Scores  []float64 `lwt:"scores"`
+	Cache   map[string]int `lwt:"-"`
+}
+
+// describe spells u's fields in Go's terms, for OCaml to check which field
+// went where.
+func describe(u User) string {
+	email := "<nil>"
+	if u.Email != nil {
+		email = *u.Email
+	}
+	return fmt.Sprintf("id=%d name=%q score=%g tags=%q email=%q small=%d big=%d initial=%d shapes=%s status=%+v where=%+v raw=%v scores=%v",
+		u.ID, u.Name, u.Score, u.Tags, email, u.Small, u.Big, u.Initial, shapes(u.Shapes), u.Status, u.Where, u.Raw, u.Scores)
+}
+
+func shapes(s []Shape) string {
+	out := "["
+	for _, x := range s {
+		if l, ok := x.(*Labelled); ok {
+			out += fmt.Sprintf("&%+v ", *l)
+		} else {
+			out += fmt.Sprintf("%T%+v ", x, x)
+		}
+	}
+	return out + "]"
+}
+
+func echo[T any](x T) (T, error) { return x, nil }
+
+func init() {
+	lwt.MustRegisterVariant[Shape](Circle{}, Rect{}, Empty{}, &Labelled{})
+	lwt.MustRegisterSync("types.echo_user", echo[User])
+	lwt.MustRegister("types.echo_users", func(_ context.Context, u []User) ([]User, error) { return u, nil })
+	lwt.MustRegisterSync("types.describe_user", func(u User) (string, error) { return describe(u), nil })
+	lwt.MustRegisterSync("types.make_user", func(struct{}) (User, error) {
+		mail := "g@o"
+		return User{ID: 7, Name: "gopher", Score: 0.25, Tags: []string{"go"}, Email: &mail, Small: -2, Big: 1 << 62,
+			Initial: 'G', Shapes: []Shape{Rect{W: 1, H: 2}, &Labelled{Label: "p", Points: []int64{3}}, Empty{}},
+			Status: lwt.Result[int64, string]{Ok: 5}, Where: lwt.Tuple3[int, string, bool]{First: 1, Second: "x", Third: true},
+			Raw: []byte("r"), Scores: []float64{1, 2}}, nil
+	})
+	lwt.MustRegisterSync("types.echo_shape", echo[Shape])
+	lwt.MustRegisterSync("types.echo_char", echo[byte])
+	lwt.MustRegisterSync("types.echo_id", echo[UserID])
+	lwt.MustRegisterSync("types.echo_scalars", echo[lwt.Tuple4[int32, int64, byte, []float64]])
+	lwt.MustRegisterSync("types.echo_results", echo[[]lwt.Result[*string, []Shape]])
+	lwt.MustRegisterSync("types.echo_deep", echo[[][][][][][][][]int64])
+	lwt.MustRegisterSync("types.echo_options", echo[**int64])
+	// Go calls OCaml's echo of a user it built, and checks what comes back.
+	lwt.MustRegisterTask("types.ocaml_echoes", func(ctx context.Context, _ struct{}) (string, error) {
+		f, err := lwt.Lookup[User, User]("types.ocaml_echo_user")
+		if err != nil {
+			return "", err
+		}
+		mail := "\x00"
+		in := User{ID: -1, Name: "n\x00", Tags: []string{}, Email: &mail, Shapes: []Shape{Circle{R: -1}},
+			Status: lwt.Result[int64, string]{Error: "e", IsError: true}, Raw: []byte{}, Scores: []float64{}}
+		out, err := f.Call(ctx, in)
+		if err != nil {
+			return "", err
+		}
+		if !reflect.DeepEqual(in, out) {
+			return fmt.Sprintf("sent %s\ngot  %s", describe(in), describe(out)), nil
+		}
+		return "same", nil
+	})
+}

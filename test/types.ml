@@ -1,0 +1,211 @@
+(* Every kind of value both ways, against test/gomain/types.go: OCaml
+   writes, Go reads (and says what it read), Go writes, OCaml reads. *)
+
+open Lwt.Infix
+module I = Lwt_interop
+
+type labelled = { label : string; points : int list }
+type shape = Circle of float | Rect of float * float | Empty | Labelled of labelled
+
+type user = {
+  id : int;
+  name : string;
+  score : float;
+  tags : string list;
+  email : string option;
+  small : int32;
+  big : int64;
+  initial : char;
+  shapes : shape array;
+  status : (int, string) result;
+  where : int * string * bool;
+  raw : bytes;
+  unit : unit;
+  scores : float array;
+}
+
+let labelled =
+  I.Ty.(
+    record "labelled" (fun label points -> { label; points })
+    |+ field "label" string (fun l -> l.label)
+    |+ field "points" (list int) (fun l -> l.points)
+    |> sealr)
+
+let shape =
+  I.Ty.(
+    variant "shape" (fun circle rect empty labelled -> function
+      | Circle r -> circle r | Rect (w, h) -> rect (w, h) | Empty -> empty | Labelled l -> labelled l)
+    |~ case1 "Circle" float (fun r -> Circle r)
+    |~ case1 "Rect" (pair float float) (fun (w, h) -> Rect (w, h))
+    |~ case0 "Empty" Empty
+    |~ case1 "Labelled" labelled (fun l -> Labelled l)
+    |> sealv)
+
+let user =
+  I.Ty.(
+    record "user" (fun id name score tags email small big initial shapes status where raw unit scores ->
+        { id; name; score; tags; email; small; big; initial; shapes; status; where; raw; unit; scores })
+    |+ field "id" int (fun u -> u.id)
+    |+ field "name" string (fun u -> u.name)
+    |+ field "score" float (fun u -> u.score)
+    |+ field "tags" (list string) (fun u -> u.tags)
+    |+ field "email" (option string) (fun u -> u.email)
+    |+ field "small" int32 (fun u -> u.small)
+    |+ field "big" int64 (fun u -> u.big)
+    |+ field "initial" char (fun u -> u.initial)
+    |+ field "shapes" (array shape) (fun u -> u.shapes)
+    |+ field "status" (result int string) (fun u -> u.status)
+    |+ field "where" (tuple3 int string bool) (fun u -> u.where)
+    |+ field "raw" bytes (fun u -> u.raw)
+    |+ field "unit" unit (fun u -> u.unit)
+    |+ field "scores" (array float) (fun u -> u.scores)
+    |> sealr)
+
+let edge =
+  {
+    id = max_int;
+    name = "";
+    score = neg_infinity;
+    tags = [ ""; "\000"; "\xc3\xa9" ];
+    email = Some "a\000b";
+    small = Int32.min_int;
+    big = Int64.min_int;
+    initial = '\255';
+    shapes = [| Circle 1.5; Rect (-0., max_float); Empty; Labelled { label = "l"; points = [ min_int; 0 ] } |];
+    status = Error "no";
+    where = (-1, "w", true);
+    raw = Bytes.of_string "\000\001\255";
+    unit = ();
+    scores = [| 0.5; epsilon_float; 5e-324 |];
+  }
+
+let plain =
+  {
+    id = 0; name = "x"; score = 1.; tags = []; email = None; small = 0l; big = 0L; initial = 'a';
+    shapes = [||]; status = Ok 1; where = (0, "", false); raw = Bytes.empty; unit = (); scores = [||];
+  }
+
+let same name a b = if a <> b then Alcotest.failf "%s: the value changed" name
+
+let test_records_and_variants () =
+  let echo = I.bind_sync "types.echo_user" user user in
+  List.iter (fun u -> same "echo" u (echo u)) [ edge; plain ];
+  let describe = I.bind_sync "types.describe_user" user I.Ty.string in
+  Alcotest.(check string)
+    "what Go read"
+    "id=4611686018427387903 name=\"\" score=-Inf tags=[\"\" \"\\x00\" \"é\"] email=\"a\\x00b\" \
+     small=-2147483648 big=-9223372036854775808 initial=255 shapes=[main.Circle{R:1.5} \
+     main.Rect{W:-0 H:1.7976931348623157e+308} main.Empty{} &{Label:l Points:[-4611686018427387904 0]} ] \
+     status={Ok:0 Error:no IsError:true} where={First:-1 Second:w Third:true} raw=[0 1 255] \
+     scores=[0.5 2.220446049250313e-16 5e-324]"
+    (describe edge);
+  let made = I.bind_sync "types.make_user" I.Ty.unit user () in
+  same "what Go wrote"
+    {
+      id = 7; name = "gopher"; score = 0.25; tags = [ "go" ]; email = Some "g@o"; small = -2l;
+      big = Int64.shift_left 1L 62; initial = 'G';
+      shapes = [| Rect (1., 2.); Labelled { label = "p"; points = [ 3 ] }; Empty |];
+      status = Ok 5; where = (1, "x", true); raw = Bytes.of_string "r"; unit = (); scores = [| 1.; 2. |];
+    }
+    made;
+  let echo_shape = I.bind_sync "types.echo_shape" shape shape in
+  List.iter (fun s -> same "a variant alone" s (echo_shape s)) [ Empty; Circle 2.; Rect (1., 2.) ];
+  (* A goroutine function: the result settles a promise. *)
+  let echo_users = I.bind "types.echo_users" (I.Ty.list user) (I.Ty.list user) in
+  let many = List.init 500 (fun i -> { edge with id = i; tags = List.init (i mod 7) string_of_int }) in
+  Lwt_main.run (echo_users many >|= same "500 users through a goroutine" many)
+
+let test_every_type () =
+  let echo name ty v = same name v (I.bind_sync name ty ty v) in
+  echo "types.echo_char" I.Ty.char '\000';
+  echo "types.echo_char" I.Ty.char '\255';
+  echo "types.echo_id" I.Ty.int min_int;
+  echo "types.echo_scalars" I.Ty.(tuple4 int32 int64 char (array float))
+    (Int32.max_int, Int64.max_int, 'z', [| infinity; -0. |]);
+  echo "types.echo_results" I.Ty.(list (result (option string) (list shape)))
+    [ Ok None; Ok (Some ""); Error []; Error [ Empty; Circle 0. ] ];
+  let deep = [ [ [ [ [ [ [ [ 1; 2 ] ] ] ] ] ] ]; [] ] in
+  echo "types.echo_deep" I.Ty.(list (list (list (list (list (list (list (list int)))))))) deep;
+  echo "types.echo_options" I.Ty.(option (option int)) None;
+  echo "types.echo_options" I.Ty.(option (option int)) (Some None);
+  echo "types.echo_options" I.Ty.(option (option int)) (Some (Some 3));
+  (* Go's nil slice is []. *)
+  echo "types.echo_results" I.Ty.(list (result (option string) (list shape))) []
+
+(* The OCaml functions Go looks up here, which the bridge holds until
+   shutdown. *)
+let looked_up = 1
+
+let test_go_calls_ocaml () =
+  I.register "types.ocaml_echo_user" user user (fun u -> Lwt.pause () >|= fun () -> u);
+  Lwt_main.run (I.bind "types.ocaml_echoes" I.Ty.unit I.Ty.string () >|= Alcotest.(check string) "Go's user came back" "same")
+
+let invalid sub = function Invalid_argument m -> Astring.String.is_infix ~affix:sub m | _ -> false
+
+let check_invalid name sub f =
+  match f () with
+  | _ -> Alcotest.failf "%s: bound" name
+  | exception e -> if not (invalid sub e) then Alcotest.failf "%s: unexpected %s" name (Printexc.to_string e)
+
+(* What each side declares must match: a mismatch names both sides. *)
+let test_mismatches () =
+  let short =
+    I.Ty.(record "short" (fun id name -> (id, name)) |+ field "id" int fst |+ field "name" string snd |> sealr)
+  in
+  check_invalid "record missing fields" "Go field Score has no OCaml field" (fun () ->
+      I.bind_sync "types.echo_user" short short);
+  let renamed =
+    I.Ty.(record "user" (fun id -> id) |+ field "ident" int Fun.id |> sealr)
+  in
+  check_invalid "unknown field" "OCaml field ident has no Go field" (fun () ->
+      I.bind_sync "types.echo_user" renamed renamed);
+  let fewer =
+    I.Ty.(variant "shape" (fun e -> function _ -> e) |~ case0 "Empty" () |> sealv)
+  in
+  check_invalid "constructor missing" "has no OCaml constructor" (fun () ->
+      I.bind_sync "types.echo_shape" fewer fewer);
+  let wrong_arg =
+    I.Ty.(
+      variant "shape" (fun c r e l -> function `C x -> c x | `R x -> r x | `E -> e | `L x -> l x)
+      |~ case1 "Circle" string (fun x -> `C x)
+      |~ case1 "Rect" (pair float float) (fun x -> `R x)
+      |~ case0 "Empty" `E
+      |~ case1 "Labelled" labelled (fun x -> `L x)
+      |> sealv)
+  in
+  check_invalid "constructor's argument" "in constructor Circle of shape (Go main.Circle): OCaml string is not Go float64"
+    (fun () -> I.bind_sync "types.echo_shape" wrong_arg wrong_arg);
+  check_invalid "int32 for an int" "OCaml int32 is not Go main.UserID" (fun () ->
+      I.bind_sync "types.echo_id" I.Ty.int32 I.Ty.int32);
+  (match I.Ty.(list handle) with
+  | _ -> Alcotest.fail "a list of handles"
+  | exception Invalid_argument m ->
+      Alcotest.(check bool) "a handle inside a list" true
+        (Astring.String.is_infix ~affix:"crosses only as an argument or a result" m));
+  match I.Ty.(record "r" Fun.id |+ field "not a name" int Fun.id |> sealr) with
+  | _ -> Alcotest.fail "a field named with a space"
+  | exception Invalid_argument _ -> ()
+
+(* Values decoded while the GC runs: many round trips of lists of records,
+   each from a fresh heap state. *)
+let test_gc_stress () =
+  let echo = I.bind_sync "types.echo_user" user user in
+  let echo_users = I.bind "types.echo_users" (I.Ty.list user) (I.Ty.list user) in
+  for i = 1 to 2_000 do
+    let u = { edge with id = i; name = String.make (i mod 300) 'n' } in
+    same "echo under GC" u (echo u);
+    if i mod 250 = 0 then Gc.full_major ()
+  done;
+  let batch = List.init 100 (fun i -> { plain with id = i; tags = [ string_of_int i ] }) in
+  Lwt_main.run
+    (Lwt_list.iter_p (fun _ -> echo_users batch >|= same "a batch" batch) (List.init 50 Fun.id))
+
+let tests =
+  let tc name f = Alcotest.test_case name `Quick f in
+  [
+    tc "records and variants, both ways" test_records_and_variants;
+    tc "every type, edge values" test_every_type;
+    tc "Go calls OCaml with a record" test_go_calls_ocaml;
+    tc "bind-time mismatches" test_mismatches;
+    tc "GC stress" test_gc_stress;
+  ]
