@@ -5,8 +5,9 @@ package lwt
 // says so (stubs.c checks the thread before calling). Each one recovers its
 // panics, so that no Go panic unwinds through a C or OCaml frame, and
 // brackets its work on the Lwt thread with loop.arrive and loop.leave,
-// which keep the coroutine rule (executor.go). Errors go back as a malloc'd
-// message in *errOut, which stubs.c raises as an OCaml exception.
+// which keep the coroutine rule (executor.go). Errors go back in *errOut, a
+// malloc'd flat buffer (errors.go) that stubs.c raises as an OCaml
+// exception.
 
 /*
 #include <stdlib.h>
@@ -25,23 +26,24 @@ import (
 
 // setErr reports err to stubs.c, or on stderr from an entry that cannot
 // return an error.
-func setErr(errOut **C.char, err error) {
+func setErr(errOut *C.struct_lwt_error, err error) {
 	if errOut == nil {
 		fmt.Fprintf(os.Stderr, "lwt: %v\n", err)
 		return
 	}
-	*errOut = C.CString(err.Error())
+	b := errorBuffer(err)
+	errOut.buf, errOut.len = (*C.uchar)(C.CBytes(b)), C.size_t(len(b))
 }
 
 // guard turns a panic into a reported error; deferred by every export.
-func guard(errOut **C.char) {
+func guard(errOut *C.struct_lwt_error) {
 	if r := recover(); r != nil {
 		setErr(errOut, &PanicError{Value: r, Stack: debug.Stack()})
 	}
 }
 
 // entered runs fn inside an entry of the running bridge.
-func entered(errOut **C.char, fn func(l *loop) error) (ok bool) {
+func entered(errOut *C.struct_lwt_error, fn func(l *loop) error) (ok bool) {
 	l := current.Load()
 	if l == nil {
 		if errOut != nil {
@@ -60,8 +62,12 @@ func entered(errOut **C.char, fn func(l *loop) error) (ok bool) {
 }
 
 //export lwt_go_init
-func lwt_go_init(api *C.struct_lwt_ocaml, errOut **C.char) C.int {
+func lwt_go_init(api *C.struct_lwt_ocaml, errorCodes *C.char, codesLen C.size_t, errOut *C.struct_lwt_error) C.int {
 	defer guard(errOut)
+	if err := checkErrorCodes(C.GoStringN(errorCodes, C.int(codesLen))); err != nil {
+		setErr(errOut, err)
+		return -1
+	}
 	l, err := start()
 	if err != nil {
 		setErr(errOut, err)
@@ -72,7 +78,7 @@ func lwt_go_init(api *C.struct_lwt_ocaml, errOut **C.char) C.int {
 }
 
 //export lwt_go_shutdown
-func lwt_go_shutdown(graceNS C.int64_t, errOut **C.char) C.int {
+func lwt_go_shutdown(graceNS C.int64_t, errOut *C.struct_lwt_error) C.int {
 	ok := entered(errOut, func(l *loop) error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(graceNS))
 		defer cancel()
@@ -106,20 +112,25 @@ func lwt_go_run_pending() C.int {
 
 //export lwt_go_lookup
 func lwt_go_lookup(name *C.char, nameLen C.size_t, argSig *C.char, argLen C.size_t,
-	retSig *C.char, retLen C.size_t, kindOut *C.int, errOut **C.char) C.int {
-	defer guard(errOut)
-	id, g, err := lookup(C.GoStringN(name, C.int(nameLen)),
+	retSig *C.char, retLen C.size_t, kindOut *C.int, errOut **C.char) (id C.int) {
+	// Errors are a message, for Invalid_argument.
+	defer func() {
+		if r := recover(); r != nil {
+			*errOut, id = C.CString(fmt.Sprint("lwt: ", r)), -1
+		}
+	}()
+	n, g, err := lookup(C.GoStringN(name, C.int(nameLen)),
 		C.GoStringN(argSig, C.int(argLen)), C.GoStringN(retSig, C.int(retLen)))
 	if err != nil {
-		setErr(errOut, err)
+		*errOut = C.CString(err.Error())
 		return -1
 	}
 	*kindOut = C.int(g.kind)
-	return C.int(id)
+	return C.int(n)
 }
 
 //export lwt_go_call
-func lwt_go_call(fn C.int, arg C.lwt_value, resolver C.intptr_t, errOut **C.char) C.int64_t {
+func lwt_go_call(fn C.int, arg C.lwt_value, resolver C.intptr_t, errOut *C.struct_lwt_error) C.int64_t {
 	var id int64
 	ok := entered(errOut, func(l *loop) error {
 		b, err := bindingByID(int(fn))
@@ -145,7 +156,7 @@ func lwt_go_call(fn C.int, arg C.lwt_value, resolver C.intptr_t, errOut **C.char
 // function into an error like guard does.
 //
 //export lwt_go_call_sync
-func lwt_go_call_sync(fn C.int, arg C.lwt_value, result *C.lwt_value, errOut **C.char) (rc C.int) {
+func lwt_go_call_sync(fn C.int, arg C.lwt_value, result *C.lwt_value, errOut *C.struct_lwt_error) (rc C.int) {
 	l := current.Load()
 	if l == nil {
 		setErr(errOut, ErrNotStarted)
@@ -216,7 +227,7 @@ func lwt_go_resolve(id C.intptr_t, v C.lwt_value) {
 }
 
 //export lwt_go_reject
-func lwt_go_reject(id C.intptr_t, msg *C.char, n C.size_t, fromGo C.int) {
+func lwt_go_reject(id C.intptr_t, buf *C.uchar, n C.size_t) {
 	l := current.Load()
 	if l == nil {
 		return
@@ -225,7 +236,7 @@ func lwt_go_reject(id C.intptr_t, msg *C.char, n C.size_t, fromGo C.int) {
 	defer l.leave()
 	defer guard(nil)
 	if s := l.outCalls.take(int(id)); s != nil {
-		s.reject(&OCamlError{Exn: C.GoStringN(msg, C.int(n)), fromGo: fromGo != 0})
+		s.reject(ocamlError(unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(n))))
 	}
 }
 

@@ -70,9 +70,9 @@ func mustCodec(t testing.TB, code string, typ reflect.Type) *flatCodec {
 
 func TestParseOTypeSpellsOCaml(t *testing.T) {
 	for code, want := range map[string]string{
-		userCode:     "user",
-		"LT2?iAs":    "(int option * string array) list",
-		"EL3<v:A.>":  "(int32 list, v) result",
+		userCode:      "user",
+		"LT2?iAs":     "(int option * string array) list",
+		"EL3<v:A.>":   "(int32 list, v) result",
 		"FT4ucy6?LLi": "((unit * char * bytes * int64) -> int list list option Lwt.t)",
 	} {
 		o, err := parseOType(code)

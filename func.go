@@ -175,28 +175,26 @@ func (f *Func[A, R]) send(ctx context.Context, s settler, arg A) error {
 		s.resolve(C.lwt_call_out.result)
 	default:
 		l.outCalls.take(id)
-		out := &C.lwt_call_out
-		s.reject(&OCamlError{
-			Exn:       takeCString(out.error, int(out.error_len)),
-			Backtrace: takeCString(out.backtrace, -1),
-			fromGo:    out.from_go != 0,
-		})
-		out.error, out.backtrace = nil, nil
+		s.reject(takeCallError(&C.lwt_call_out))
 	}
 	return nil
 }
 
-// takeCString returns the n bytes at p (up to its NUL if n < 0) as a Go
-// string, "" for NULL, and frees p.
-func takeCString(p *C.char, n int) string {
-	if p == nil {
-		return ""
+// takeCallError reads and frees the exception of a call that OCaml
+// rejected at once.
+func takeCallError(out *C.struct_lwt_call_out) *OCamlError {
+	defer func() {
+		C.free(unsafe.Pointer(out.error))
+		out.error = nil
+	}()
+	if out.error == nil {
+		return &OCamlError{Exn: "an exception that Go could not read (out of memory)"}
 	}
-	defer C.free(unsafe.Pointer(p))
-	if n < 0 {
-		return C.GoString(p)
+	b := unsafe.Slice((*byte)(unsafe.Pointer(out.error)), int(out.error_len))
+	if out.error_is_text != 0 {
+		return &OCamlError{Exn: string(b)}
 	}
-	return C.GoStringN(p, C.int(n))
+	return ocamlError(b)
 }
 
 func boolInt(b bool) C.int {

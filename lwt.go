@@ -38,7 +38,6 @@ import "C"
 import (
 	"context"
 	"errors"
-	"fmt"
 	"runtime"
 	"runtime/debug"
 	"sync/atomic"
@@ -64,39 +63,6 @@ var (
 	errShutdownOnLoop = errors.New("lwt: Shutdown on the Lwt thread would wait for itself; call it from a goroutine, or Lwt_interop.shutdown from OCaml")
 	errTaskStopped    = errors.New("lwt: Await in a task stopped by shutdown")
 )
-
-// PanicError is a Go panic recovered at the boundary: in a task, a
-// goroutine started for OCaml, or a Go function called from OCaml.
-type PanicError struct {
-	Value any    // the value passed to panic
-	Stack []byte // the panicking goroutine's stack
-}
-
-// Error returns the panic value and the stack.
-func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v\n\n%s", e.Value, e.Stack) }
-
-// OCamlError is an OCaml exception, raised or carried by a rejected Lwt
-// promise, seen from Go.
-type OCamlError struct {
-	// Exn is Printexc.to_string of the exception; for Lwt_interop.Go_error,
-	// the Go error text that it carries.
-	Exn string
-	// Backtrace is Printexc.get_backtrace when the function Go called raised
-	// the exception itself and OCaml records backtraces
-	// (Printexc.record_backtrace true); "" otherwise.
-	Backtrace string
-	fromGo    bool // the exception is Go_error
-}
-
-// Error returns the exception's text, without the backtrace: "ocaml: "
-// and Printexc's text, or a Go_error's text unchanged, so that an error that
-// crosses back and forth keeps its text.
-func (e *OCamlError) Error() string {
-	if e.fromGo {
-		return e.Exn
-	}
-	return "ocaml: " + e.Exn
-}
 
 // current is the bridge's executor: nil before the first init, closed after
 // a shutdown until the next init.

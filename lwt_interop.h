@@ -24,12 +24,20 @@ typedef lwt_value *lwt_root;
 /* What an OCaml function that Go called settled with at once. */
 struct lwt_call_out {
   lwt_value result; /* LWT_RESOLVED */
-  /* LWT_REJECTED: the exception's text (error_len bytes, NUL included
-   * possibly) and its backtrace if recorded, both malloc'd or NULL, which the
-   * caller frees; from_go: the exception is Go_error, whose text is Go's. */
-  char *error, *backtrace;
+  /* LWT_REJECTED: the exception, malloc'd (or NULL), which the caller frees:
+   * lwt_interop.ml's ocaml_error record as a flat buffer (errors.go), or,
+   * with error_is_text set, only Printexc's text of an exception raised by
+   * lwt_interop.ml itself (Out_of_memory, Stack_overflow). */
+  unsigned char *error;
   size_t error_len;
-  int from_go;
+  int error_is_text;
+};
+
+/* An error Go reports to stubs.c: a malloc'd flat buffer (errors.go's
+ * goErrorWire), which stubs.c turns into an OCaml exception and frees. */
+struct lwt_error {
+  unsigned char *buf;
+  size_t len;
 };
 
 /* A function OCaml registered by name, as find reports it. */
@@ -66,7 +74,10 @@ struct lwt_ocaml {
   /* Settle the OCaml promise of an OCaml→Go call, whose resolver stubs.c
    * keeps under the number lwt_go_call got. Once per call. */
   void (*wakeup)(intptr_t resolver, lwt_value v);
-  void (*wakeup_exn)(intptr_t resolver, const char *msg, size_t len);
+  /* The error is a flat buffer, as struct lwt_error's, in two parts: the
+   * buffer but the bytes of its last field (the message), then those. */
+  void (*wakeup_exn)(intptr_t resolver, const unsigned char *head, size_t head_len, const char *msg,
+                     size_t msg_len);
 
   /* Value conversion. The allocating ones return a value that must be used
    * before the next OCaml allocation; copy_string returns 0 when OCaml
@@ -89,21 +100,24 @@ struct lwt_ocaml {
 };
 
 /* Exported by Go (export.go); stubs.c calls them on the Lwt thread but
- * where said. *err, when set, is malloc'd; the caller frees it. */
-extern int lwt_go_init(struct lwt_ocaml *api, char **err);
-extern int lwt_go_shutdown(int64_t grace_ns, char **err);
+ * where said. err->buf (or *err, a message for Invalid_argument), when set,
+ * is malloc'd; the caller frees it. */
+/* error_codes: lwt_interop.ml's error records, which Go checks. */
+extern int lwt_go_init(struct lwt_ocaml *api, char *error_codes, size_t codes_len, struct lwt_error *err);
+extern int lwt_go_shutdown(int64_t grace_ns, struct lwt_error *err);
 /* Returns non-zero when called inside OCaml code that Go called, where
  * Go's jobs cannot run. */
 extern int lwt_go_run_pending(void);
 extern int lwt_go_lookup(char *name, size_t name_len, char *arg_sig, size_t arg_len,
                          char *ret_sig, size_t ret_len, int *kind, char **err);
-extern int64_t lwt_go_call(int fn, lwt_value arg, intptr_t resolver, char **err);
-extern int lwt_go_call_sync(int fn, lwt_value arg, lwt_value *result, char **err);
+extern int64_t lwt_go_call(int fn, lwt_value arg, intptr_t resolver, struct lwt_error *err);
+extern int lwt_go_call_sync(int fn, lwt_value arg, lwt_value *result, struct lwt_error *err);
 /* on_lwt_thread is zero when called from another thread: Go then posts the
  * cancel to the Lwt thread. */
 extern void lwt_go_cancel(int64_t call, int on_lwt_thread);
 extern void lwt_go_resolve(intptr_t id, lwt_value v);
-extern void lwt_go_reject(intptr_t id, char *msg, size_t len, int from_go);
+/* err: lwt_interop.ml's ocaml_error record, as a flat buffer. */
+extern void lwt_go_reject(intptr_t id, unsigned char *err, size_t len);
 /* Any thread: Go call id was settled on a thread that is not the Lwt thread. */
 extern void lwt_go_settled_off_thread(intptr_t id);
 extern void lwt_go_stats(int64_t *out, int n);

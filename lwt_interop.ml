@@ -1,21 +1,127 @@
-exception Go_error of string
+exception Go_error of { message : string; go_type : string; stack : string }
+exception Closed
 
-let () = Callback.register_exception "lwt_interop.Go_error" (Go_error "")
+let () =
+  Printexc.register_printer (function
+    | Go_error { message; _ } -> Some (Printf.sprintf "Lwt_interop.Go_error(%S)" message)
+    | _ -> None)
+
+(* ---- Errors as they cross (errors.go is Go's side) ---------------------- *)
+
+(* The OCaml exceptions registered for Go errors (lwt.RegisterError), by
+   name. *)
+let exceptions : (string, exn) Hashtbl.t = Hashtbl.create 8
+
+let register_exception name e =
+  if Hashtbl.mem exceptions name then
+    invalid_arg (Printf.sprintf "Lwt_interop.register_exception: %S is already registered" name);
+  Hashtbl.replace exceptions name e
+
+(* A Go error, as Go writes it: which exception it becomes (kind: 0
+   Go_error, 1 Closed, 2 the exception registered as name, 3 Lwt.Canceled)
+   and Go_error's fields. *)
+type go_error = { kind : int; name : string; go_type : string; stack : string; message : string }
+
+let go_error =
+  Ty.(
+    record "go_error" (fun kind name go_type stack message -> { kind; name; go_type; stack; message })
+    |+ field "kind" int (fun (e : go_error) -> e.kind)
+    |+ field "name" string (fun (e : go_error) -> e.name)
+    |+ field "type" string (fun (e : go_error) -> e.go_type)
+    |+ field "stack" string (fun (e : go_error) -> e.stack)
+    |+ field "message" string (fun (e : go_error) -> e.message)
+    |> sealr)
+
+let go_exn (b : bytes) =
+  match go_error.of_go (Ty.wire b) with
+  | { kind = 1; _ } -> Closed
+  | { kind = 2; name; _ } when Hashtbl.mem exceptions name -> Hashtbl.find exceptions name
+  | { kind = 3; _ } -> Lwt.Canceled
+  | { message; go_type; stack; _ } -> Go_error { message; go_type; stack }
+  | exception _ ->
+      Go_error { message = "lwt: a Go error too large for OCaml's heap (Out_of_memory)"; go_type = ""; stack = "" }
+
+(* An OCaml exception, as Go reads it (OCamlError). *)
+type ocaml_error = {
+  text : string;  (** Printexc's, or a Go_error's message *)
+  exn_name : string;
+  args : string list;
+  registered : string;  (** the name it is registered under, or "" *)
+  is_go_error : bool;
+  go_type : string;
+  go_stack : string;
+  backtrace : string;
+}
+
+let ocaml_error =
+  Ty.(
+    record "ocaml_error" (fun text exn_name args registered is_go_error go_type go_stack backtrace ->
+        { text; exn_name; args; registered; is_go_error; go_type; go_stack; backtrace })
+    |+ field "text" string (fun (e : ocaml_error) -> e.text)
+    |+ field "name" string (fun (e : ocaml_error) -> e.exn_name)
+    |+ field "args" (list string) (fun (e : ocaml_error) -> e.args)
+    |+ field "registered" string (fun (e : ocaml_error) -> e.registered)
+    |+ field "go_error" bool (fun (e : ocaml_error) -> e.is_go_error)
+    |+ field "go_type" string (fun (e : ocaml_error) -> e.go_type)
+    |+ field "go_stack" string (fun (e : ocaml_error) -> e.go_stack)
+    |+ field "backtrace" string (fun (e : ocaml_error) -> e.backtrace)
+    |> sealr)
+
+(* The arguments of an exception, printed as Printexc prints them (which
+   is how it reads them too). *)
+let exn_args (e : exn) =
+  let r = Obj.repr e in
+  if Obj.tag r <> 0 then []
+  else
+    List.init
+      (Obj.size r - 1)
+      (fun i ->
+        let f = Obj.field r (i + 1) in
+        if Obj.is_int f then string_of_int (Obj.obj f)
+        else if Obj.tag f = Obj.string_tag then (Obj.obj f : string)
+        else if Obj.tag f = Obj.double_tag then string_of_float (Obj.obj f)
+        else "_")
+
+let registered_name e =
+  let id = Printexc.exn_slot_id e in
+  Hashtbl.fold (fun name x found -> if Printexc.exn_slot_id x = id then name else found) exceptions ""
+
+let ocaml_error_of e backtrace =
+  match e with
+  | Go_error { message; go_type; stack } ->
+      {
+        text = message; exn_name = "Lwt_interop.Go_error"; args = [ message ]; registered = "";
+        is_go_error = true; go_type; go_stack = stack; backtrace;
+      }
+  | e ->
+      (* Lwt defines Canceled in an inner module, whose name varies with
+         versions. *)
+      let canceled = e = Lwt.Canceled in
+      {
+        text = (if canceled then "Lwt.Canceled" else Printexc.to_string e);
+        exn_name = (if canceled then "Lwt.Canceled" else Printexc.exn_slot_name e);
+        args = exn_args e;
+        registered = registered_name e; is_go_error = false; go_type = ""; go_stack = ""; backtrace;
+      }
+
+let () =
+  Callback.register "lwt_interop.go_exn" go_exn;
+  Callback.register "lwt_interop.error_codes" (go_error.code ^ "\n" ^ ocaml_error.code)
 
 (* Called by stubs.c on behalf of Go, on the Lwt thread. *)
 
 external go_resolve : int -> Ty.wire -> unit = "lwt_interop_resolve"
-external go_reject : int -> string -> bool -> unit = "lwt_interop_reject"
+external go_reject : int -> Ty.wire -> unit = "lwt_interop_reject"
 
 (* The promises Go settled during its last entry, whose callbacks run once
    Go has returned to OCaml: no Lwt callback runs inside a Go frame because
    of Go (so a callback may call shutdown, or raise, freely). Every external
    that enters Go is followed by [run_settled]. *)
-type settled = Value : Ty.wire Lwt.u * Ty.wire -> settled | Error : Ty.wire Lwt.u * string -> settled
+type settled = Value of Ty.wire Lwt.u * Ty.wire | Error of Ty.wire Lwt.u * exn
 
 (* A ring of the settlements not yet run: no allocation per settlement but
    its own block. *)
-let no_settlement = Error (snd (Lwt.wait ()), "")
+let no_settlement = Error (snd (Lwt.wait ()), Exit)
 let ring = ref (Array.make 16 no_settlement)
 let first = ref 0
 let pending = ref 0
@@ -42,7 +148,7 @@ let run_settled () =
     decr pending;
     match x with
     | Value (u, v) -> Lwt.wakeup_later u v
-    | Error (u, msg) -> Lwt.wakeup_later_exn u (Go_error msg)
+    | Error (u, e) -> Lwt.wakeup_later_exn u e
   done
 
 let after_go f x =
@@ -80,15 +186,13 @@ let clear_canceller id =
   let i = slot id in
   if i < Array.length !cancellers then !cancellers.(i) <- no_canceller
 
-(* The exception of a function Go called, as text, with its backtrace if
-   OCaml records them (Printexc.record_backtrace), and whether it is a
-   Go_error (its text is then Go's, passed on unchanged, so that an error
-   crossing back and forth never grows): stubs.c reads it. *)
-exception Raised of string * string * bool
+(* The exception of a function Go called, with its backtrace if OCaml
+   records them (Printexc.record_backtrace), as Go reads it (an
+   ocaml_error): stubs.c hands it over. *)
+exception Raised of Ty.wire
 
-let () = Callback.register_exception "lwt_interop.Raised" (Raised ("", "", false))
-
-let exn_text = function Go_error m -> (m, true) | e -> (Printexc.to_string e, false)
+let () = Callback.register_exception "lwt_interop.Raised" (Raised (Ty.wire ()))
+let raised e bt = Raised (ocaml_error.to_go (ocaml_error_of e bt))
 
 (* Whether call [id] of generation [gen] still reaches Go when its promise
    settles: the bridge was not restarted, and Go did not cancel it. *)
@@ -103,14 +207,11 @@ let call (f : Ty.wire -> Ty.wire Lwt.t) (arg : Ty.wire) (id : int) (cancellable 
   match f arg with
   | exception e ->
       let bt = if Printexc.backtrace_status () then Printexc.get_backtrace () else "" in
-      let text, from_go = exn_text e in
-      raise (Raised (text, bt, from_go))
+      raise (raised e bt)
   | p -> (
   match Lwt.state p with
   | Lwt.Return v -> Some v
-  | Lwt.Fail e ->
-      let text, from_go = exn_text e in
-      raise (Raised (text, "", from_go))
+  | Lwt.Fail e -> raise (raised e "")
   | Lwt.Sleep ->
       let gen = !generation in
       (* A cancellable call is live while its canceller holds its slot: Go's
@@ -126,8 +227,7 @@ let call (f : Ty.wire -> Ty.wire Lwt.t) (arg : Ty.wire) (id : int) (cancellable 
         (fun e ->
           if reaches_go gen cancellable id canceller then (
             if cancellable then clear_canceller id;
-            let text, from_go = exn_text e in
-            go_reject id text from_go;
+            go_reject id (ocaml_error.to_go (ocaml_error_of e ""));
             run_settled ()));
       None)
 
@@ -142,7 +242,7 @@ let () =
   Callback.register "lwt_interop.call" call;
   Callback.register "lwt_interop.cancel" cancel;
   Callback.register "lwt_interop.wakeup" (fun u v -> push_settled (Value (u, v)));
-  Callback.register "lwt_interop.wakeup_exn" (fun u msg -> push_settled (Error (u, msg)));
+  Callback.register "lwt_interop.wakeup_exn" (fun u b -> push_settled (Error (u, go_exn b)));
   (* Allocates a string too large for the minor heap, for Go: an exception
      (Out_of_memory) comes back to stubs.c as a value, never through Go. *)
   Callback.register "lwt_interop.create_bytes" Bytes.create

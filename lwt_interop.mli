@@ -20,29 +20,49 @@
     in the outermost entry). The callbacks of promises that Go settles run
     once Go has returned to OCaml. *)
 
-exception Go_error of string
-(** A Go function returned an error (the message is its [Error()] text),
-    or panicked (the message then holds the panic value and the Go stack),
-    or called [runtime.Goexit] in a goroutine, or returned a value too large
-    for OCaml's heap (the message names [Out_of_memory]), or the bridge
-    refused the call (for example after {!shutdown}). A [Go_error] raised
-    back to Go reaches it with its text unchanged, so that an error crossing
-    back and forth never grows. *)
+exception Go_error of {
+  message : string;
+      (** the Go error's [Error()] text, or ["panic: "] and the panic value *)
+  go_type : string;  (** the Go error's type, e.g. ["*fs.PathError"] (Go's [%T]) *)
+  stack : string;  (** a panic's Go stack; [""] for an error *)
+}
+(** A Go function returned an error, or panicked, or called
+    [runtime.Goexit] in a goroutine, or returned a value too large for
+    OCaml's heap (the message names [Out_of_memory]), or Go refused the
+    call. A [Go_error] raised back to Go reaches it with its message and
+    type unchanged, so that an error crossing back and forth never grows.
+    Go errors that [errors.Is] an error registered with
+    [lwt.RegisterError] are raised as the exception {!register_exception}
+    names instead, Go's [context.Canceled] as [Lwt.Canceled], and the
+    bridge's [ErrClosed] as {!Closed}. *)
+
+exception Closed
+(** The bridge was shut down (or was not started): a call to Go after
+    {!shutdown}, a call in flight that shutdown rejected. In Go, this
+    exception [errors.Is] [lwt.ErrClosed]. *)
+
+val register_exception : string -> exn -> unit
+(** [register_exception name e] maps [e] to the Go error registered under
+    [name] with [lwt.RegisterError], both ways: that Go error reaches
+    OCaml as [e] (raised as it is), and [e], or any exception of its
+    constructor, reaches Go as an [*lwt.OCamlError] that [errors.Is] the
+    Go error. Any thread.
+    @raise Invalid_argument if [name] is already registered. *)
 
 val init : unit -> unit
 (** Starts the bridge on the calling thread, which becomes the Lwt thread,
-    registers its notification fd with [Lwt_engine], and hands Go the
-    functions {!register}ed so far. Call it on the thread that runs
-    [Lwt_main.run], before the functions that need the Lwt thread. Calling
-    it again after {!shutdown} starts a new bridge.
-    @raise Go_error if the bridge is already running.
+    registers its notification fd with [Lwt_engine]. Call it on the thread
+    that runs [Lwt_main.run], before the functions that need the Lwt
+    thread. Calling it again after {!shutdown} starts a new bridge.
+    @raise Go_error if the bridge is already running, or if this library
+    and the Go package are of different versions.
     @raise Failure if it already ran on another thread. *)
 
 val shutdown : ?grace:float -> unit -> unit
 (** Stops the bridge. The Go functions still running for OCaml see their
     [context.Context] cancelled, and for up to [grace] seconds (default 1)
     their results still settle their promises, while this call waits; then
-    the promises left are rejected with [Go_error], loop tasks are stopped,
+    the promises left are rejected with {!Closed}, loop tasks are stopped,
     Go's calls into OCaml fail with Go's [ErrClosed], the roots Go held are
     released and the fd is unregistered and closed. Idempotent. Go's
     [lwt.Shutdown] does the same from a goroutine. Lwt thread (does nothing
@@ -248,8 +268,9 @@ val bind : string -> 'a Ty.t -> 'b Ty.t -> 'a -> 'b Lwt.t
     [a -> b]. Each call runs it as it was registered: in a new goroutine
     ([lwt.Register]), as a loop task on the Lwt thread
     ([lwt.RegisterTask]), or directly ([lwt.RegisterSync]). The promise is
-    rejected with [Go_error] if the Go function fails or panics, or if the
-    bridge is shut down first; [Lwt.cancel] on it cancels the Go function's
+    rejected with {!Go_error} (or the exception registered for the error)
+    if the Go function fails or panics, or with {!Closed} if the bridge is
+    shut down first; [Lwt.cancel] on it cancels the Go function's
     [context.Context]. Lwt thread, both [bind] and the calls; a binding
     stays valid across {!shutdown} and {!init}.
     @raise Invalid_argument if [name] is not registered, or if its Go types
@@ -259,7 +280,8 @@ val bind : string -> 'a Ty.t -> 'b Ty.t -> 'a -> 'b Lwt.t
 val bind_sync : string -> 'a Ty.t -> 'b Ty.t -> 'a -> 'b
 (** [bind_sync name a b] is the Go function registered with
     [lwt.RegisterSync] as [name], called directly; the call raises
-    [Go_error] if the Go function fails or panics, or after {!shutdown}.
+    {!Go_error} if the Go function fails or panics, or {!Closed} after
+    {!shutdown}.
     Lwt thread, both [bind_sync] and the calls.
     @raise Invalid_argument as {!bind} does, or if [name] is not a sync
     function. *)

@@ -33,9 +33,9 @@ static inline int lwt_find(_GoString_ name, struct lwt_named *out)
   return lwt_api->find(_GoStringPtr(name), _GoStringLen(name), out);
 }
 static inline void lwt_wakeup(intptr_t resolver, lwt_value v) { lwt_api->wakeup(resolver, v); }
-static inline void lwt_wakeup_exn(intptr_t resolver, _GoString_ msg)
+static inline void lwt_wakeup_exn(intptr_t resolver, const void *head, size_t len, _GoString_ msg)
 {
-  lwt_api->wakeup_exn(resolver, _GoStringPtr(msg), _GoStringLen(msg));
+  lwt_api->wakeup_exn(resolver, head, len, _GoStringPtr(msg), _GoStringLen(msg));
 }
 
 static inline lwt_value lwt_copy_string(_GoString_ s)

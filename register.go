@@ -19,6 +19,7 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // kind is how a registered Go function runs; the values match the LWT_*
@@ -288,7 +289,8 @@ func (c *inCall) resolve(v value) {
 
 func (c *inCall) reject(err error) {
 	if c.end() {
-		C.lwt_wakeup_exn(c.resolver, err.Error())
+		head, msg := errorParts(err)
+		C.lwt_wakeup_exn(c.resolver, unsafe.Pointer(unsafe.SliceData(head)), C.size_t(len(head)), msg)
 	}
 }
 

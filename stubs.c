@@ -45,7 +45,7 @@ __attribute__((constructor)) static void lwt_watch_fork(void) { pthread_atfork(N
 
 /* OCaml functions registered by lwt_interop.ml (Callback.register). */
 static const value *call_closure, *cancel_closure, *closed_closure, *wakeup_closure,
-    *wakeup_exn_closure, *create_bytes_closure, *find_closure, *go_error_exn, *raised_exn;
+    *wakeup_exn_closure, *create_bytes_closure, *find_closure, *go_exn_closure, *raised_exn;
 
 static const value *named(const char *name)
 {
@@ -59,14 +59,21 @@ static const value *named(const char *name)
 
 /* ---- Errors -------------------------------------------------------------- */
 
-/* Raises Go_error with msg, which Go malloc'd; frees it. */
-static void raise_go_error(char *msg)
+static value copy_bytes(const char *p, size_t len);
+
+/* Raises the exception of the error Go reported (Go_error, Closed, ...:
+ * lwt_interop.ml's go_exn reads it); frees its buffer. */
+static void raise_go_error(struct lwt_error *err)
 {
   CAMLparam0();
-  CAMLlocal1(s);
-  s = caml_copy_string(msg);
-  free(msg);
-  caml_raise_with_arg(*go_error_exn, s);
+  CAMLlocal2(s, exn);
+  s = copy_bytes((const char *)err->buf, err->len);
+  free(err->buf);
+  err->buf = NULL;
+  if (s == 0)
+    caml_raise_out_of_memory();
+  exn = caml_callback_exn(*go_exn_closure, s);
+  caml_raise(Is_exception_result(exn) ? Extract_exception(exn) : exn);
   CAMLnoreturn;
 }
 
@@ -180,18 +187,7 @@ static void report_exn(const char *where, value res)
   caml_stat_free(msg);
 }
 
-/* A malloc'd copy of the OCaml string v, NUL-terminated, NULL if out of
- * memory; its length in *len. */
-static char *dup_string(value v, size_t *len)
-{
-  *len = caml_string_length(v);
-  char *p = malloc(*len + 1);
-  if (p != NULL) {
-    memcpy(p, String_val(v), *len);
-    p[*len] = 0;
-  }
-  return p;
-}
+static const unsigned char *api_flat_data(lwt_value v, size_t *len);
 
 static int api_call(lwt_root fn, lwt_value arg, intptr_t id, int cancellable,
                     struct lwt_call_out *out)
@@ -200,18 +196,19 @@ static int api_call(lwt_root fn, lwt_value arg, intptr_t id, int cancellable,
   value res = caml_callbackN_exn(*call_closure, 4, args);
   if (Is_exception_result(res)) {
     value exn = Extract_exception(res);
-    size_t unused;
-    out->backtrace = NULL;
-    out->from_go = 0;
+    out->error_is_text = 0;
     if (Tag_val(exn) == 0 && Field(exn, 0) == *raised_exn) {
-      out->error = dup_string(Field(exn, 1), &out->error_len);
-      if (caml_string_length(Field(exn, 2)) > 0)
-        out->backtrace = dup_string(Field(exn, 2), &unused);
-      out->from_go = Bool_val(Field(exn, 3));
+      size_t len;
+      const unsigned char *p = api_flat_data((lwt_value)Field(exn, 1), &len);
+      out->error = malloc(len ? len : 1);
+      out->error_len = len;
+      if (out->error != NULL)
+        memcpy(out->error, p, len);
     } else { /* raised by lwt_interop.ml itself: Out_of_memory, Stack_overflow */
       char *msg = caml_format_exception(exn);
       out->error_len = strlen(msg);
-      out->error = strdup(msg);
+      out->error = (unsigned char *)strdup(msg);
+      out->error_is_text = 1;
       caml_stat_free(msg);
     }
     return LWT_REJECTED;
@@ -315,17 +312,18 @@ static void api_wakeup(intptr_t resolver, lwt_value v)
     report_exn("Lwt.wakeup_later", res);
 }
 
-static void api_wakeup_exn(intptr_t resolver, const char *msg, size_t len)
+static void api_wakeup_exn(intptr_t resolver, const unsigned char *head, size_t head_len,
+                           const char *msg, size_t msg_len)
 {
   CAMLparam0();
   CAMLlocal3(u, s, res);
   u = take_resolver(resolver);
-  s = copy_bytes(msg, len);
-  if (s == 0) {
-    char short_msg[120];
-    snprintf(short_msg, sizeof short_msg,
-             "lwt: a Go error of %zu bytes that OCaml could not allocate (Out_of_memory)", len);
-    s = caml_copy_string(short_msg);
+  s = alloc_bytes(head_len + msg_len);
+  if (s == 0) { /* the error, too large for the heap: OCaml's go_exn says so */
+    s = caml_alloc_string(0);
+  } else {
+    memcpy(Bytes_val(s), head, head_len);
+    memcpy(Bytes_val(s) + head_len, msg, msg_len);
   }
   res = caml_callback2_exn(*wakeup_exn_closure, u, s);
   if (Is_exception_result(res))
@@ -398,7 +396,7 @@ static void ensure_signal_stack(void)
 
 value lwt_interop_init(value unit)
 {
-  char *err = NULL;
+  struct lwt_error err = {NULL, 0};
   (void)unit;
   if (forked)
     check_thread("init");
@@ -411,12 +409,13 @@ value lwt_interop_init(value unit)
   wakeup_exn_closure = named("lwt_interop.wakeup_exn");
   create_bytes_closure = named("lwt_interop.create_bytes");
   find_closure = named("lwt_interop.find");
-  go_error_exn = named("lwt_interop.Go_error");
+  go_exn_closure = named("lwt_interop.go_exn");
   raised_exn = named("lwt_interop.Raised");
+  value codes = *named("lwt_interop.error_codes");
   ensure_signal_stack();
-  int fd = lwt_go_init(&api, &err);
+  int fd = lwt_go_init(&api, (char *)String_val(codes), caml_string_length(codes), &err);
   if (fd < 0)
-    raise_go_error(err);
+    raise_go_error(&err);
   lwt_thread = pthread_self();
   started = 1;
   return Val_int(fd);
@@ -424,7 +423,7 @@ value lwt_interop_init(value unit)
 
 value lwt_interop_shutdown(value grace)
 {
-  char *err = NULL;
+  struct lwt_error err = {NULL, 0};
   check_thread("shutdown");
   double secs = Double_val(grace);
   if (!(secs > 0)) /* NaN and negatives too */
@@ -432,7 +431,7 @@ value lwt_interop_shutdown(value grace)
   if (secs > 1e9) /* infinity */
     secs = 1e9;
   if (lwt_go_shutdown((int64_t)(secs * 1e9), &err) != 0)
-    raise_go_error(err);
+    raise_go_error(&err);
   return Val_unit;
 }
 
@@ -476,13 +475,13 @@ value lwt_interop_lookup(value name, value arg_sig, value ret_sig)
 value lwt_interop_call(value fn, value arg, value resolver)
 {
   CAMLparam3(fn, arg, resolver);
-  char *err = NULL;
+  struct lwt_error err = {NULL, 0};
   check_thread("call");
   intptr_t slot = put_resolver(resolver);
   int64_t id = lwt_go_call(Int_val(fn), (lwt_value)arg, slot, &err);
   if (id < 0) {
     take_resolver(slot);
-    raise_go_error(err);
+    raise_go_error(&err);
   }
   CAMLreturn(Val_long(id));
 }
@@ -493,10 +492,10 @@ value lwt_interop_call_sync(value fn, value arg)
   /* A root: after the Go function returns, Go may resume loop tasks, whose
    * calls into OCaml can run the GC before this result is returned. */
   CAMLlocal1(result);
-  char *err = NULL;
+  struct lwt_error err = {NULL, 0};
   check_thread("call");
   if (lwt_go_call_sync(Int_val(fn), (lwt_value)arg, (lwt_value *)&result, &err) != 0)
-    raise_go_error(err);
+    raise_go_error(&err);
   CAMLreturn(result);
 }
 
@@ -525,14 +524,17 @@ value lwt_interop_resolve(value id, value v)
   return Val_unit;
 }
 
-value lwt_interop_reject(value id, value msg, value from_go)
+value lwt_interop_reject(value id, value err)
 {
   if (forked || !started)
     return Val_unit;
-  if (on_lwt_thread())
-    lwt_go_reject(Long_val(id), (char *)String_val(msg), caml_string_length(msg), Bool_val(from_go));
-  else
+  if (on_lwt_thread()) {
+    size_t len;
+    const unsigned char *p = api_flat_data((lwt_value)err, &len);
+    lwt_go_reject(Long_val(id), (unsigned char *)p, len);
+  } else {
     lwt_go_settled_off_thread(Long_val(id));
+  }
   return Val_unit;
 }
 

@@ -14,7 +14,7 @@ let contains s sub = Astring.String.is_infix ~affix:sub s
 let go_error_of f =
   match f () with
   | _ -> fail "no exception"
-  | exception I.Go_error m -> m
+  | exception I.Go_error { message = m; _ } -> m
   | exception e -> fail "want Go_error, got %s" (Printexc.to_string e)
 
 (* Nothing in flight, once the jobs already posted have run (a goroutine's

@@ -90,7 +90,7 @@ let nil_dereference () =
   let rejects name p =
     match run p with
     | _ -> fail "%s returned" name
-    | exception I.Go_error m when contains m nil -> ()
+    | exception I.Go_error { message = m; _ } when contains m nil -> ()
   in
   for _ = 1 to 3 do
     rejects "task" (I.bind "test.nil_task" I.Ty.unit I.Ty.int ());

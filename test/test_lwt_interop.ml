@@ -12,7 +12,7 @@ let check_raises_matching name pred f =
   | exception e ->
       if not (pred e) then Alcotest.failf "%s: unexpected %s" name (Printexc.to_string e)
 
-let go_error_with sub = function I.Go_error m -> contains m sub | _ -> false
+let go_error_with sub = function I.Go_error { message = m; _ } -> contains m sub | _ -> false
 
 let rejects_with name sub p =
   Lwt.catch
@@ -162,6 +162,56 @@ let test_bind_errors () =
 
 let test_go_error () =
   run (rejects_with "test.fail" "boom" (I.bind "test.fail" I.Ty.string I.Ty.unit "boom"))
+
+(* Errors keep their kind both ways: registered pairs, Canceled, Closed, a
+   Go error's type, and a Go error that went through OCaml and back. *)
+let test_typed_errors () =
+  I.register_exception "not_found" Not_found;
+  check_raises_matching "register twice" (function Invalid_argument _ -> true | _ -> false) (fun () ->
+      I.register_exception "not_found" Exit);
+  let not_found = I.bind_sync "errors.not_found" I.Ty.bool I.Ty.unit in
+  check_raises_matching "a registered Go error" (( = ) Not_found) (fun () -> not_found false);
+  check_raises_matching "wrapped with %w" (( = ) Not_found) (fun () -> not_found true);
+  let open_ = I.bind_sync "errors.open" I.Ty.string I.Ty.unit in
+  (match open_ "/nonexistent/file" with
+  | () -> Alcotest.fail "opened"
+  | exception I.Go_error { message; go_type; stack } ->
+      Alcotest.(check string) "the Go error's type" "*fs.PathError" go_type;
+      Alcotest.(check string) "its text" "open /nonexistent/file: no such file or directory" message;
+      Alcotest.(check string) "no stack" "" stack);
+  run
+    (Lwt.catch
+       (fun () -> I.bind "errors.canceled" I.Ty.unit I.Ty.unit () >|= fun () -> Alcotest.fail "resolved")
+       (function Lwt.Canceled -> Lwt.return_unit | e -> Alcotest.failf "got %s" (Printexc.to_string e)));
+  let raises = function
+    | "not_found" -> raise Not_found
+    | "failure" -> failwith "bad \000 input"
+    | "canceled" -> Lwt.fail Lwt.Canceled
+    | "closed" -> Lwt.fail I.Closed
+    | _ -> (
+        try open_ "/nonexistent/file"; Lwt.return_unit with e -> Lwt.fail e)
+  in
+  let classify = I.bind "errors.classify" I.Ty.(func string unit) I.Ty.string in
+  run
+    (classify raises
+    >|= Alcotest.(check string)
+          "what Go saw"
+          "not_found: Not_found [] not_found=true canceled=false closed=false error=\"ocaml: Not_found\"\n\
+           failure: Failure [\"bad \\x00 input\"] not_found=false canceled=false closed=false error=\"ocaml: Failure(\\\"bad \\\\000 input\\\")\"\n\
+           canceled: Lwt.Canceled [] not_found=false canceled=true closed=false error=\"ocaml: Lwt.Canceled\"\n\
+           closed: Lwt_interop.Closed [] not_found=false canceled=false closed=true error=\"ocaml: Lwt_interop.Closed\"\n\
+           go_error: Lwt_interop.Go_error [\"open /nonexistent/file: no such file or directory\"] not_found=false \
+           canceled=false closed=false error=\"open /nonexistent/file: no such file or directory\"");
+  let pass_through = I.bind "errors.pass_through" I.Ty.(func string unit) I.Ty.unit in
+  run
+    (Lwt.catch
+       (fun () -> pass_through (fun p -> Lwt.wrap1 open_ p) >|= fun () -> Alcotest.fail "resolved")
+       (function
+         | I.Go_error { message; go_type; _ } ->
+             Alcotest.(check string) "the type after two crossings" "*fs.PathError" go_type;
+             Alcotest.(check string) "the text after two crossings" "open /nonexistent/file: no such file or directory" message;
+             Lwt.return_unit
+         | e -> Alcotest.failf "got %s" (Printexc.to_string e)))
 
 let test_go_awaits_ocaml () =
   let call_twice = I.bind "test.call_twice" I.Ty.(func int int) I.Ty.int in
@@ -371,8 +421,15 @@ let test_go_nil_dereference () =
     [
       ("index", "index out of range");
       ("divide", "integer divide by zero");
-      ("boom", "panic: boom\n\ngoroutine");
-    ]
+      ("boom", "panic: boom");
+    ];
+  (* A panic's stack comes apart from its message. *)
+  match sync "boom" with
+  | _ -> Alcotest.fail "no panic"
+  | exception I.Go_error { message; go_type; stack } ->
+      Alcotest.(check string) "the panic's message" "panic: boom" message;
+      Alcotest.(check string) "its Go type" "*lwt.PanicError" go_type;
+      Alcotest.(check bool) "its stack" true (contains stack "goroutine" && contains stack "panic")
 
 (* SIGCHLD from 100 Lwt_process children exiting and from another process
    (kill -CHLD in a loop, with as many SIGURG, the signal Go preempts
@@ -438,7 +495,7 @@ let test_released pinned () =
 let test_shutdown_and_restart () =
   I.shutdown ();
   I.shutdown ();
-  check_raises_matching "call after shutdown" (go_error_with "shut down") (fun () ->
+  check_raises_matching "call after shutdown" (( = ) I.Closed) (fun () ->
       Lazy.force add1 1);
   I.init ();
   Alcotest.(check int) "after restart" 2 (Lazy.force add1 1);
@@ -455,10 +512,7 @@ let test_shutdown_grace () =
   let p1 = slow () and p2 = never () and p3 = forever (fun () -> fst (Lwt.task ())) in
   run (Lwt_unix.sleep 0.05);
   I.shutdown ~grace:0.2 ();
-  let shut_down = function
-    | Lwt.Fail e -> go_error_with "shut down" e
-    | _ -> false
-  in
+  let shut_down = function Lwt.Fail I.Closed -> true | _ -> false in
   (match Lwt.state p1 with
   | Lwt.Return s -> Alcotest.(check string) "answered in time" "stopped: context canceled" s
   | _ -> Alcotest.fail "the call that answered in time was not resolved");
@@ -474,7 +528,7 @@ let until_closed what =
     match Lazy.force add1 1 with
     | _ when n = 0 -> Alcotest.failf "%s did not shut the bridge down" what
     | _ -> Lwt_unix.sleep 0.01 >>= fun () -> poll (n - 1)
-    | exception I.Go_error _ -> Lwt.return_unit
+    | exception I.Closed -> Lwt.return_unit
   in
   poll 500
 
@@ -497,7 +551,7 @@ let test_shutdown_unwinds_retrying_task () =
       run (Lwt.pause ());
       I.shutdown ~grace:0.05 ();
       (match Lwt.state p with
-      | Lwt.Fail e when go_error_with "shut down" e -> ()
+      | Lwt.Fail I.Closed -> ()
       | _ -> Alcotest.failf "%s: the retrying task's call was not rejected" name);
       I.init ())
     [ "test.retry_forever"; "test.retry_forever_await" ]
@@ -509,7 +563,7 @@ let test_shutdown_from_a_go_call () =
   let p = quit () in
   run (until_closed "Shutdown from a Go call");
   (match Lwt.state p with
-  | Lwt.Fail e when go_error_with "shut down" e -> ()
+  | Lwt.Fail I.Closed -> ()
   | _ -> Alcotest.fail "the call that shut the bridge down was not rejected");
   I.init ()
 
@@ -547,6 +601,7 @@ let () =
           tc "bind errors" test_bind_errors;
           tc "calls from another thread" test_wrong_thread;
           tc "Go error" test_go_error;
+          tc "typed errors, both ways" test_typed_errors;
           tc "Go task awaits OCaml" test_go_awaits_ocaml;
           tc "every outcome of an OCaml call" test_outcomes;
           tc "OCaml functions registered by name" test_named;

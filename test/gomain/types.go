@@ -44,7 +44,7 @@ type User struct {
 	Where   lwt.Tuple3[int, string, bool]
 	Raw     []byte
 	Unit    struct{}
-	Scores  []float64 `lwt:"scores"`
+	Scores  []float64      `lwt:"scores"`
 	Cache   map[string]int `lwt:"-"`
 }
 
