@@ -129,11 +129,21 @@ func lwt_go_lookup(name *C.char, nameLen C.size_t, argSig *C.char, argLen C.size
 	return C.int(n)
 }
 
+// calledFunc is the Go function that OCaml calls: a registered function's
+// binding numbered fn, or, when callback is not 0, the Callback in that
+// handle.
+func calledFunc(fn C.int, callback C.uintptr_t) (*binding, error) {
+	if callback != 0 {
+		return calledBinding(callback)
+	}
+	return bindingByID(int(fn))
+}
+
 //export lwt_go_call
-func lwt_go_call(fn C.int, arg C.lwt_value, resolver C.intptr_t, errOut *C.struct_lwt_error) C.int64_t {
+func lwt_go_call(fn C.int, callback C.uintptr_t, arg C.lwt_value, resolver C.intptr_t, errOut *C.struct_lwt_error) C.int64_t {
 	var id int64
 	ok := entered(errOut, func(l *loop) error {
-		b, err := bindingByID(int(fn))
+		b, err := calledFunc(fn, callback)
 		if err != nil {
 			return err
 		}
@@ -156,7 +166,7 @@ func lwt_go_call(fn C.int, arg C.lwt_value, resolver C.intptr_t, errOut *C.struc
 // function into an error like guard does.
 //
 //export lwt_go_call_sync
-func lwt_go_call_sync(fn C.int, arg C.lwt_value, result *C.lwt_value, errOut *C.struct_lwt_error) (rc C.int) {
+func lwt_go_call_sync(fn C.int, callback C.uintptr_t, arg C.lwt_value, result *C.lwt_value, errOut *C.struct_lwt_error) (rc C.int) {
 	l := current.Load()
 	if l == nil {
 		setErr(errOut, ErrNotStarted)
@@ -170,7 +180,7 @@ func lwt_go_call_sync(fn C.int, arg C.lwt_value, result *C.lwt_value, errOut *C.
 			rc = -1
 		}
 	}()
-	b, err := bindingByID(int(fn))
+	b, err := calledFunc(fn, callback)
 	if err == nil && l.isClosed() {
 		err = ErrClosed
 	}

@@ -45,8 +45,9 @@ type Func[A, R any] struct {
 }
 
 // closureCodec gives codecFor a maker of Funcs for an OCaml closure of
-// type arg -> ret Lwt.t, which holds the closure on the Lwt thread.
-func (*Func[A, R]) closureCodec(arg, ret *otype) (func(v value) (any, error), error) {
+// type arg -> ret Lwt.t (or arg -> ret, sync), which holds the closure on
+// the Lwt thread.
+func (*Func[A, R]) closureCodec(arg, ret *otype, sync bool) (func(v value) (any, error), error) {
 	enc, dec, err := funcCodecs[A, R](arg, ret)
 	if err != nil {
 		return nil, err
@@ -56,7 +57,7 @@ func (*Func[A, R]) closureCodec(arg, ret *otype) (func(v value) (any, error), er
 		if err != nil {
 			return nil, err
 		}
-		return &Func[A, R]{root: root, enc: enc, dec: dec}, nil
+		return &Func[A, R]{root: root, enc: enc, dec: dec, sync: sync}, nil
 	}, nil
 }
 

@@ -110,8 +110,12 @@ extern int lwt_go_shutdown(int64_t grace_ns, struct lwt_error *err);
 extern int lwt_go_run_pending(void);
 extern int lwt_go_lookup(char *name, size_t name_len, char *arg_sig, size_t arg_len,
                          char *ret_sig, size_t ret_len, int *kind, char **err);
-extern int64_t lwt_go_call(int fn, lwt_value arg, intptr_t resolver, struct lwt_error *err);
-extern int lwt_go_call_sync(int fn, lwt_value arg, lwt_value *result, struct lwt_error *err);
+/* Calls the Go function that lwt_go_lookup numbered fn or, when callback is
+ * not 0, the Callback whose handle it is. */
+extern int64_t lwt_go_call(int fn, uintptr_t callback, lwt_value arg, intptr_t resolver,
+                           struct lwt_error *err);
+extern int lwt_go_call_sync(int fn, uintptr_t callback, lwt_value arg, lwt_value *result,
+                            struct lwt_error *err);
 /* on_lwt_thread is zero when called from another thread: Go then posts the
  * cancel to the Lwt thread. */
 extern void lwt_go_cancel(int64_t call, int on_lwt_thread);

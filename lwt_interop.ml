@@ -306,45 +306,83 @@ module Opaque = struct
   let project k v = k.project v
 end
 
-module Ty = Ty
-
 external lookup : string -> string -> string -> int * int = "lwt_interop_lookup"
+
+(* A call into Go names the function by the number lookup gave, or by the
+   handle of a Go Callback: the same externals. *)
 external c_call : int -> Ty.wire -> Ty.wire Lwt.u -> int = "lwt_interop_call"
 external c_call_sync : int -> Ty.wire -> Ty.wire = "lwt_interop_call_sync"
+external c_call_callback : Ty.wire -> Ty.wire -> Ty.wire Lwt.u -> int = "lwt_interop_call"
+external c_call_callback_sync : Ty.wire -> Ty.wire -> Ty.wire = "lwt_interop_call_sync"
 external c_cancel : int -> unit = "lwt_interop_cancel"
+
+(* A Go function as an 'a -> 'b Lwt.t: [start arg resolver] starts a call. *)
+let async_go (start : Ty.wire -> Ty.wire Lwt.u -> int) (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b Lwt.t =
+  let of_go = Ty.of_go_promise b in
+  fun x ->
+    let p, u = Lwt.task () in
+    let arg = a.arg_to_go x in
+    match start arg u with
+    | call ->
+        Ty.done_with a arg;
+        (* Go cancels from any thread: never raises. *)
+        Lwt.on_cancel p (fun () -> after_go c_cancel call);
+        run_settled ();
+        of_go p
+    | exception e ->
+        Ty.done_with a arg;
+        run_settled ();
+        Lwt.fail e
+
+(* A Go function as an 'a -> 'b: [call arg] calls it. *)
+let sync_go (call : Ty.wire -> Ty.wire) (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b =
+ fun x ->
+  let arg = a.arg_to_go x in
+  match after_go call arg with
+  | v ->
+      Ty.done_with a arg;
+      b.of_go v
+  | exception e ->
+      Ty.done_with a arg;
+      raise e
+
+module Ty = struct
+  include Ty
+
+  (* An OCaml closure crosses as itself, wrapped to take and return values
+     as they cross; a Go Callback as a handle, which the closure made here
+     holds. *)
+  let func a b =
+    let to_go f = wire (for_go a b f) in
+    {
+      code = "F" ^ a.code ^ b.code;
+      name = Printf.sprintf "(%s -> %s Lwt.t)" a.name b.name;
+      flat = None;
+      to_go;
+      of_go = (fun h -> async_go (c_call_callback h) a b);
+      direct = false;
+      arg_to_go = to_go;
+    }
+
+  let sync_func a b =
+    let to_go f = wire (for_go a b (fun x -> Lwt.return (f x))) in
+    {
+      code = "S" ^ a.code ^ b.code;
+      name = Printf.sprintf "(%s -> %s)" a.name b.name;
+      flat = None;
+      to_go;
+      of_go = (fun h -> sync_go (c_call_callback_sync h) a b);
+      direct = false;
+      arg_to_go = to_go;
+    }
+end
 
 (* The kinds of Go function, as in lwt_interop.h. *)
 let kind_sync = 2
 
 let bind name (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b Lwt.t =
   let fn, kind = lookup name a.code b.code in
-  if kind = kind_sync then fun x ->
-    let arg = a.arg_to_go x in
-    match c_call_sync fn arg with
-    | v ->
-        Ty.done_with a arg;
-        run_settled ();
-        Lwt.wrap1 b.of_go v
-    | exception e ->
-        Ty.done_with a arg;
-        run_settled ();
-        Lwt.fail e
-  else
-    let of_go = Ty.of_go_promise b in
-    fun x ->
-      let p, u = Lwt.task () in
-      let arg = a.arg_to_go x in
-      match c_call fn arg u with
-      | call ->
-          Ty.done_with a arg;
-          (* Go cancels from any thread: never raises. *)
-          Lwt.on_cancel p (fun () -> after_go c_cancel call);
-          run_settled ();
-          of_go p
-      | exception e ->
-          Ty.done_with a arg;
-          run_settled ();
-          Lwt.fail e
+  if kind = kind_sync then Lwt.wrap1 (sync_go (c_call_sync fn) a b) else async_go (c_call fn) a b
 
 let bind_sync name (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b =
   let fn, kind = lookup name a.code b.code in
@@ -354,15 +392,7 @@ let bind_sync name (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b =
          "Lwt_interop.bind_sync: %S is not a sync Go function (register it \
           with lwt.RegisterSync, or use bind)"
          name);
-  fun x ->
-    let arg = a.arg_to_go x in
-    match after_go (c_call_sync fn) arg with
-    | v ->
-        Ty.done_with a arg;
-        b.of_go v
-    | exception e ->
-        Ty.done_with a arg;
-        raise e
+  sync_go (c_call_sync fn) a b
 
 let register_as fn name (a : 'a Ty.t) (b : 'b Ty.t) (f : 'a -> 'b Lwt.t) sync =
   if Option.is_some !watch && not (on_lwt_thread ()) then

@@ -255,9 +255,18 @@ let shape =
       until it releases it. *)
 
   val func : 'a t -> 'b t -> ('a -> 'b Lwt.t) t
-  (** Go [*lwt.Func[A, R]]: an OCaml closure that Go can call and await,
-      from OCaml to Go only. Go holds it through a GC root until it
-      releases it. *)
+  (** A function, both ways. From OCaml, Go [*lwt.Func[A, R]]: an OCaml
+      closure that Go can call and await, which Go holds through a GC root
+      until it releases it. From Go, an [*lwt.Callback[A, R]] (made by
+      [lwt.NewCallback], [TaskCallback] or [SyncCallback]): a Go function
+      that runs as its kind says, which the closure OCaml gets holds until
+      OCaml's GC collects it. *)
+
+  val sync_func : 'a t -> 'b t -> ('a -> 'b) t
+  (** A plain function, both ways. From OCaml, Go [*lwt.Func[A, R]] whose
+      [Call] returns at once, anywhere on the Lwt thread. From Go, an
+      [*lwt.Callback[A, R]] made by [lwt.SyncCallback] (another kind is a
+      [Go_error] when it crosses), called directly. *)
 
   val to_string : 'a t -> string
   (** The type as OCaml spells it, e.g. ["(unit -> int Lwt.t)"]. *)

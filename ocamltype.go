@@ -7,7 +7,7 @@ package lwt
 //	u unit   b bool   i int   c char   f float   s string   y bytes
 //	3 int32  6 int64  h handle   o opaque
 //	?T option   LT list   AT array   ETU (T, U) result
-//	TnT1..Tn tuple of n (2 to 4)   FTU (T -> U Lwt.t)
+//	TnT1..Tn tuple of n (2 to 4)   FTU (T -> U Lwt.t)   STU (T -> U)
 //	{name:field:T...}  record: each field its name, ':' and its type
 //	<name:Ctor:T Ctor....>  variant: each constructor its name, then ':'
 //	                        and its argument's type, or '.' if constant
@@ -20,7 +20,7 @@ import (
 type otype struct {
 	code   byte
 	name   string   // a record's or variant's type name
-	elems  []*otype // option, list, array: 1; result: ok, error; tuple: n; function: argument, result
+	elems  []*otype // option, list, array: 1; result: ok, error; tuple: n; functions: argument, result
 	fields []ofield // a record's fields, a variant's constructors
 }
 
@@ -88,7 +88,7 @@ func (p *typeParser) parse() *otype {
 	case 'u', 'b', 'i', 'c', 'f', 's', 'y', '3', '6', 'h', 'o':
 	case '?', 'L', 'A':
 		t.elems = []*otype{p.parse()}
-	case 'E', 'F':
+	case 'E', 'F', 'S':
 		t.elems = []*otype{p.parse(), p.parse()}
 	case 'T':
 		n := int(p.next() - '0')
@@ -141,6 +141,8 @@ func (t *otype) String() string {
 		return "(" + t.elems[0].String() + ", " + t.elems[1].String() + ") result"
 	case 'F':
 		return "(" + t.elems[0].String() + " -> " + t.elems[1].String() + " Lwt.t)"
+	case 'S':
+		return "(" + t.elems[0].String() + " -> " + t.elems[1].String() + ")"
 	case 'T':
 		parts := make([]string, len(t.elems))
 		for i, e := range t.elems {

@@ -170,7 +170,12 @@ func bindFunc[A, R any](g *goFunc, fn func(context.Context, A) (R, error), dec *
 			return
 		}
 		run := func() (R, error) { return fn(c.ctx, a) }
-		if g.kind == kindTask {
+		switch g.kind {
+		case kindSync: // a SyncCallback called as an 'a -> 'b Lwt.t
+			r, err := recovered(run)
+			settle(c, r, err)
+			return
+		case kindTask:
 			t := &task{ctx: c.ctx, holder: g.holder}
 			t.body = func() {
 				r, err := recovered(run)

@@ -472,13 +472,16 @@ value lwt_interop_lookup(value name, value arg_sig, value ret_sig)
   CAMLreturn(pair);
 }
 
+/* fn: the number lookup gave, or a Go Callback's handle. */
+static uintptr_t callback_of(value fn) { return Is_long(fn) ? 0 : *handle_data(fn); }
+
 value lwt_interop_call(value fn, value arg, value resolver)
 {
   CAMLparam3(fn, arg, resolver);
   struct lwt_error err = {NULL, 0};
   check_thread("call");
   intptr_t slot = put_resolver(resolver);
-  int64_t id = lwt_go_call(Int_val(fn), (lwt_value)arg, slot, &err);
+  int64_t id = lwt_go_call(Is_long(fn) ? Int_val(fn) : -1, callback_of(fn), (lwt_value)arg, slot, &err);
   if (id < 0) {
     take_resolver(slot);
     raise_go_error(&err);
@@ -494,7 +497,8 @@ value lwt_interop_call_sync(value fn, value arg)
   CAMLlocal1(result);
   struct lwt_error err = {NULL, 0};
   check_thread("call");
-  if (lwt_go_call_sync(Int_val(fn), (lwt_value)arg, (lwt_value *)&result, &err) != 0)
+  if (lwt_go_call_sync(Is_long(fn) ? Int_val(fn) : -1, callback_of(fn), (lwt_value)arg, (lwt_value *)&result,
+                       &err) != 0)
     raise_go_error(&err);
   CAMLreturn(result);
 }

@@ -386,17 +386,5 @@ let for_go a b f : fn =
   else if b.direct then fun x -> promise_wire (f (a.of_go x))
   else fun x -> Lwt.map b.to_go (f (a.of_go x))
 
-(* What Go gets back of a call that crosses as b. *)
+(* What OCaml gets back of a call into Go whose result crosses as b. *)
 let of_go_promise b : wire Lwt.t -> 'b Lwt.t = if b.direct then wire_promise else Lwt.map b.of_go
-
-let func a b =
-  let to_go f = wire (for_go a b f) in
-  {
-    code = "F" ^ a.code ^ b.code;
-    name = Printf.sprintf "(%s -> %s Lwt.t)" a.name b.name;
-    flat = None;
-    to_go;
-    of_go = (fun _ -> invalid_arg "Lwt_interop: a Go function cannot cross to OCaml");
-    direct = false;
-    arg_to_go = to_go;
-  }

@@ -93,27 +93,8 @@ func codecFor[T any](o *otype) (*codec[T], error) {
 			return c, nil
 		}
 		return nil, mismatch(o, t, "an OCaml Opaque.t is a Go *lwt.Value")
-	case 'F':
-		fc, ok := any(zero).(closureType)
-		if !ok {
-			return nil, mismatch(o, t, "an OCaml closure is a Go *lwt.Func[A, R]")
-		}
-		hold, err := fc.closureCodec(o.elems[0], o.elems[1])
-		if err != nil {
-			return nil, within(fmt.Sprintf("in %v", o), err)
-		}
-		return &codec[T]{
-			decode: func(v value) (T, error) {
-				f, err := hold(v)
-				if err != nil {
-					return zero, err
-				}
-				return f.(T), nil
-			},
-			encode: func(T) (value, error) {
-				return 0, fmt.Errorf("lwt: a Go %T cannot be passed to OCaml", zero)
-			},
-		}, nil
+	case 'F', 'S':
+		return functionCodec[T](o)
 	}
 	if err := checkKind(o, t); err != nil {
 		return nil, err
@@ -138,6 +119,45 @@ func codecFor[T any](o *otype) (*codec[T], error) {
 		return scalar[T](bytesVal, copyBytes), nil
 	}
 	return bufferedCodec[T](o, t)
+}
+
+// functionCodec is the codec of a function: an OCaml closure that Go
+// holds (*Func), or a Go function that OCaml holds (*Callback).
+func functionCodec[T any](o *otype) (*codec[T], error) {
+	t := reflect.TypeFor[T]()
+	var zero T
+	sync := o.code == 'S'
+	if fc, ok := any(zero).(closureType); ok {
+		hold, err := fc.closureCodec(o.elems[0], o.elems[1], sync)
+		if err != nil {
+			return nil, within(fmt.Sprintf("in %v", o), err)
+		}
+		return &codec[T]{
+			decode: func(v value) (T, error) {
+				f, err := hold(v)
+				if err != nil {
+					return zero, err
+				}
+				return f.(T), nil
+			},
+			encode: func(T) (value, error) {
+				return 0, fmt.Errorf("lwt: an OCaml closure (%v) cannot cross back to OCaml", t)
+			},
+		}, nil
+	}
+	if cb, ok := any(zero).(callbackType); ok {
+		enc, err := cb.callbackCodec(o.elems[0], o.elems[1], sync)
+		if err != nil {
+			return nil, within(fmt.Sprintf("in %v", o), err)
+		}
+		return &codec[T]{
+			decode: func(value) (T, error) {
+				return zero, fmt.Errorf("lwt: an OCaml closure is a *lwt.Func, not a %v", t)
+			},
+			encode: func(x T) (value, error) { return enc(x) },
+		}, nil
+	}
+	return nil, mismatch(o, t, "an OCaml closure is a Go *lwt.Func[A, R], a Go function an *lwt.Callback[A, R]")
 }
 
 // scalar is the codec of T made from functions on U, where T's underlying
@@ -208,7 +228,7 @@ func encodeInt(n int64) (value, error) {
 // closureType is implemented by *Func[A, R], so that codecOf can build
 // codecs for closure types without reflection.
 type closureType interface {
-	closureCodec(arg, ret *otype) (hold func(v value) (any, error), err error)
+	closureCodec(arg, ret *otype, sync bool) (hold func(v value) (any, error), err error)
 }
 
 // Handle is a Go value that OCaml holds without seeing inside it: an

@@ -134,11 +134,61 @@ let test_every_type () =
 
 (* The OCaml functions Go looks up here, which the bridge holds until
    shutdown. *)
-let looked_up = 1
+let looked_up = 2
 
 let test_go_calls_ocaml () =
   I.register "types.ocaml_echo_user" user user (fun u -> Lwt.pause () >|= fun () -> u);
   Lwt_main.run (I.bind "types.ocaml_echoes" I.Ty.unit I.Ty.string () >|= Alcotest.(check string) "Go's user came back" "same")
+
+(* Go functions as values, each kind, released by OCaml's GC; OCaml plain
+   functions as values. *)
+let test_functions_as_values () =
+  I.register "types.ocaml_double" I.Ty.int I.Ty.int (fun x -> Lwt.pause () >|= fun () -> 2 * x);
+  let adder = I.bind_sync "callbacks.adder" I.Ty.(pair string int) I.Ty.(func int int) in
+  let sync_adder = I.bind_sync "callbacks.adder" I.Ty.(pair string int) I.Ty.(sync_func int int) in
+  let handles_before = (I.stats ()).handles in
+  Lwt_main.run
+    (Lwt_list.iter_s
+       (fun (kind, want) -> adder (kind, 10) 5 >|= Alcotest.(check int) kind want)
+       [ ("goroutine", 15); ("task", 20); ("sync", 15) ]);
+  let add10 = sync_adder ("sync", 10) in
+  Alcotest.(check int) "a SyncCallback as a plain function" 17 (add10 7);
+  (match add10 (-1) with
+  | _ -> Alcotest.fail "no error"
+  | exception I.Go_error { message; _ } -> Alcotest.(check string) "its error" "negative: -1" message);
+  (match sync_adder ("goroutine", 1) with
+  | _ -> Alcotest.fail "a goroutine Callback as a plain function"
+  | exception I.Go_error { message; _ } ->
+      Alcotest.(check bool) "says why" true (Astring.String.is_infix ~affix:"made by SyncCallback" message));
+  (match adder ("none", 0) with
+  | _ -> Alcotest.fail "a nil Callback"
+  | exception I.Go_error { message; _ } ->
+      Alcotest.(check bool) "a nil Callback" true (Astring.String.is_infix ~affix:"nil *Callback" message));
+  (* Lwt.cancel reaches the Callback's context. *)
+  let waiter = I.bind_sync "callbacks.waiter" I.Ty.unit I.Ty.(func unit string) () in
+  let p = waiter () in
+  Lwt.cancel p;
+  let last = I.bind_sync "test.last_err" I.Ty.unit I.Ty.string in
+  let rec poll n =
+    match last () with
+    | "callback: context canceled" -> Lwt.return_unit
+    | _ when n = 0 -> Alcotest.fail "the Callback's context was not cancelled"
+    | _ -> Lwt_unix.sleep 0.01 >>= fun () -> poll (n - 1)
+  in
+  Lwt_main.run (poll 300);
+  (* OCaml plain functions and closures taking Go closures, the other way. *)
+  let apply_sync = I.bind_sync "callbacks.apply_sync" I.Ty.(sync_func int int) I.Ty.int in
+  Alcotest.(check int) "Go calls a plain OCaml function in a sync function" 21 (apply_sync succ);
+  let hand_over = I.bind "callbacks.hand_over" I.Ty.(func (func int int) int) I.Ty.int in
+  Lwt_main.run (hand_over (fun triple -> triple 4) >|= Alcotest.(check int) "OCaml calls the Go closure Go gave it" 12);
+  (* Every Callback that crossed is freed once OCaml's GC collects its closure. *)
+  let rec settle n =
+    Gc.full_major ();
+    if (I.stats ()).handles <= handles_before then Lwt.return_unit
+    else if n = 0 then Alcotest.failf "%d handles still live" ((I.stats ()).handles - handles_before)
+    else Lwt_unix.sleep 0.01 >>= fun () -> settle (n - 1)
+  in
+  Lwt_main.run (settle 100)
 
 let invalid sub = function Invalid_argument m -> Astring.String.is_infix ~affix:sub m | _ -> false
 
@@ -206,6 +256,7 @@ let tests =
     tc "records and variants, both ways" test_records_and_variants;
     tc "every type, edge values" test_every_type;
     tc "Go calls OCaml with a record" test_go_calls_ocaml;
+    tc "functions as values, both ways" test_functions_as_values;
     tc "bind-time mismatches" test_mismatches;
     tc "GC stress" test_gc_stress;
   ]

@@ -92,6 +92,50 @@ func init() {
 	lwt.MustRegisterSync("types.echo_results", echo[[]lwt.Result[*string, []Shape]])
 	lwt.MustRegisterSync("types.echo_deep", echo[[][][][][][][][]int64])
 	lwt.MustRegisterSync("types.echo_options", echo[**int64])
+	// Go functions as values: a Callback of each kind, adding n.
+	lwt.MustRegisterSync("callbacks.adder", func(k lwt.Pair[string, int64]) (*lwt.Callback[int64, int64], error) {
+		n := k.Second
+		switch k.First {
+		case "goroutine":
+			return lwt.NewCallback(func(_ context.Context, x int64) (int64, error) { return x + n, nil }), nil
+		case "task":
+			// A task may await OCaml: it asks OCaml's types.ocaml_double first.
+			return lwt.TaskCallback(func(ctx context.Context, x int64) (int64, error) {
+				double, err := lwt.Lookup[int64, int64]("types.ocaml_double")
+				if err != nil {
+					return 0, err
+				}
+				d, err := double.Call(ctx, x)
+				return d + n, err
+			}), nil
+		case "sync":
+			return lwt.SyncCallback(func(x int64) (int64, error) {
+				if x < 0 {
+					return 0, fmt.Errorf("negative: %d", x)
+				}
+				return x + n, nil
+			}), nil
+		}
+		return nil, nil // a nil Callback: an error when it crosses
+	})
+	// A Callback that waits for its context to end, and reports it.
+	lwt.MustRegisterSync("callbacks.waiter", func(struct{}) (*lwt.Callback[struct{}, string], error) {
+		return lwt.NewCallback(func(ctx context.Context, _ struct{}) (string, error) {
+			<-ctx.Done()
+			lastErr.Store("callback: " + ctx.Err().Error())
+			return "", ctx.Err()
+		}), nil
+	})
+	// Go calls an OCaml plain function, from a sync function.
+	lwt.MustRegisterSync("callbacks.apply_sync", func(f *lwt.Func[int64, int64]) (int64, error) {
+		defer f.Release()
+		return f.Call(context.Background(), 20)
+	})
+	// Go calls an OCaml closure with a Go closure.
+	lwt.MustRegisterTask("callbacks.hand_over", func(ctx context.Context, f *lwt.Func[*lwt.Callback[int64, int64], int64]) (int64, error) {
+		defer f.Release()
+		return f.Call(ctx, lwt.NewCallback(func(_ context.Context, x int64) (int64, error) { return x * 3, nil }))
+	})
 	// Go calls OCaml's echo of a user it built, and checks what comes back.
 	lwt.MustRegisterTask("types.ocaml_echoes", func(ctx context.Context, _ struct{}) (string, error) {
 		f, err := lwt.Lookup[User, User]("types.ocaml_echo_user")
