@@ -1,10 +1,13 @@
 package lwt
 
-// Go functions handed to OCaml as values: a Callback crosses as a closure
-// (Lwt_interop.Ty.func, or Ty.sync_func for one made by SyncCallback),
-// which holds the function through a runtime/cgo handle until OCaml's GC
-// collects it. Made on any goroutine; crosses and runs on the Lwt thread
-// (the function itself as its kind says: goroutine, task or sync).
+// Go functions and promises as values. A Callback crosses to OCaml as a
+// closure (Lwt_interop.Ty.func, or Ty.sync_func for one made by
+// SyncCallback), which holds the function through a runtime/cgo handle
+// until OCaml's GC collects it. A Promise crosses both ways as an 'a Lwt.t
+// (Ty.promise): to OCaml, as a Callback that awaits it, which OCaml calls
+// at once; from OCaml, as a closure returning the Lwt promise, which Go
+// calls at once. Made on any goroutine; crosses and runs on the Lwt thread
+// (a Callback's function as its kind says: goroutine, task or sync).
 
 /*
 #include "ocaml_api.h"
@@ -88,4 +91,49 @@ func calledBinding(h C.uintptr_t) (*binding, error) {
 		return b, nil
 	}
 	return nil, fmt.Errorf("lwt: handle %d is not a Go Callback", h)
+}
+
+// promiseType is implemented by *Promise[T], so that codecFor can build
+// its codec without reflection.
+type promiseType interface {
+	promiseCodec(elem *otype) (decode func(value) (any, error), encode func(any) (value, error), err error)
+}
+
+// promiseCodec: OCaml's promise arrives as a closure returning it, which
+// Go calls at once (Func.Go: Promise.Cancel is Lwt.cancel); Go's promise
+// leaves as a TaskCallback that awaits it, which OCaml calls at once
+// (Lwt.cancel ends the wait, and cancels the promise).
+func (*Promise[T]) promiseCodec(elem *otype) (func(value) (any, error), func(any) (value, error), error) {
+	fn := &otype{code: 'F', elems: []*otype{{code: 'u'}, elem}}
+	hold, err := (*Func[struct{}, T])(nil).closureCodec(fn.elems[0], elem, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	leave, err := (*Callback[struct{}, T])(nil).callbackCodec(fn.elems[0], elem, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	decode := func(v value) (any, error) {
+		f, err := hold(v)
+		if err != nil {
+			return nil, err
+		}
+		fn := f.(*Func[struct{}, T])
+		defer fn.Release() // the call keeps what it needs
+		return fn.Go(context.Background(), struct{}{}), nil
+	}
+	encode := func(x any) (value, error) {
+		p := x.(*Promise[T])
+		if p == nil {
+			return 0, fmt.Errorf("lwt: a nil *Promise[%v] cannot cross to OCaml", reflect.TypeFor[T]())
+		}
+		return leave(TaskCallback(func(ctx context.Context, _ struct{}) (T, error) {
+			v, err := p.Await(ctx)
+			if ctx.Err() != nil { // Lwt.cancel of OCaml's promise
+				p.Cancel()
+			}
+			return v, err
+		}))
+	}
+	return decode, encode, nil
 }

@@ -168,7 +168,8 @@ func crossable(t reflect.Type) error { return crossableIn(t, false, map[reflect.
 
 func crossableIn(t reflect.Type, inside bool, seen map[reflect.Type]bool) error {
 	if t.Implements(reflect.TypeFor[handleType]()) || t.Implements(reflect.TypeFor[closureType]()) ||
-		t.Implements(reflect.TypeFor[callbackType]()) || t == reflect.TypeFor[*Value]() {
+		t.Implements(reflect.TypeFor[callbackType]()) || t.Implements(reflect.TypeFor[promiseType]()) ||
+		t == reflect.TypeFor[*Value]() {
 		if inside {
 			return fmt.Errorf("a %v crosses only as an argument or a result, not inside another value", t)
 		}

@@ -108,7 +108,7 @@ func (f *Func[A, R]) Call(ctx context.Context, arg A) (R, error) {
 	c.t = t
 	t.seq++
 	c.seq = t.seq
-	if err := f.send(ctx, c, arg); err != nil {
+	if err := f.send(ctx, c, arg, false); err != nil {
 		f.recycle(c)
 		return zero, err
 	}
@@ -132,9 +132,14 @@ func (f *Func[A, R]) Call(ctx context.Context, arg A) (R, error) {
 // ctx are as for Call.
 func (f *Func[A, R]) Go(ctx context.Context, arg A) *Promise[R] {
 	c := &outCall[R]{dec: f.dec}
+	l := f.root.l
+	c.Promise.cancel = func() {
+		c.cancelled.Store(true) // for a call not made yet
+		l.post(func() { l.cancelOutCall(c, context.Canceled) })
+	}
 	if onLoopThread() {
 		f.start(ctx, c, arg)
-	} else if err := f.root.l.post(func() { f.start(ctx, c, arg) }); err != nil {
+	} else if err := l.post(func() { f.start(ctx, c, arg) }); err != nil {
 		return Rejected[R](err)
 	}
 	return &c.Promise
@@ -142,9 +147,13 @@ func (f *Func[A, R]) Go(ctx context.Context, arg A) *Promise[R] {
 
 // start makes Go's call c on the Lwt thread, or fails it.
 func (f *Func[A, R]) start(ctx context.Context, c *outCall[R], arg A) {
+	if c.cancelled.Load() {
+		c.abandon(context.Canceled)
+		return
+	}
 	err := f.root.usable()
 	if err == nil {
-		err = f.send(ctx, c, arg)
+		err = f.send(ctx, c, arg, true)
 	}
 	if err != nil {
 		c.abandon(err)
@@ -154,8 +163,10 @@ func (f *Func[A, R]) start(ctx context.Context, c *outCall[R], arg A) {
 // send makes call s on the Lwt thread, once the caller has checked that
 // f's root is usable. When OCaml's promise is already settled, s is settled
 // before send returns; otherwise OCaml settles it later through
-// lwt_go_resolve or lwt_go_reject. An error means nothing was sent.
-func (f *Func[A, R]) send(ctx context.Context, s settler, arg A) error {
+// lwt_go_resolve or lwt_go_reject. An error means nothing was sent. A call
+// whose ctx can end, or whose promise can be cancelled (promised: Func.Go's),
+// is cancellable: its end Lwt.cancels OCaml's promise.
+func (f *Func[A, R]) send(ctx context.Context, s settler, arg A, promised bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -165,10 +176,9 @@ func (f *Func[A, R]) send(ctx context.Context, s settler, arg A) error {
 	}
 	l := f.root.l
 	id := l.outCalls.add(s)
-	cancellable := ctx.Done() != nil
-	switch C.lwt_call(f.root.cell.root, v, C.intptr_t(id), boolInt(cancellable)) {
+	switch C.lwt_call(f.root.cell.root, v, C.intptr_t(id), boolInt(promised || ctx.Done() != nil)) {
 	case C.LWT_PENDING:
-		if cancellable {
+		if ctx.Done() != nil {
 			s.state().watch(ctx, f.root.l, s)
 		}
 	case C.LWT_RESOLVED:
@@ -275,7 +285,8 @@ func (cs *callState) state() *callState { return cs }
 type outCall[R any] struct {
 	Promise[R]
 	callState
-	dec *codec[R]
+	dec       *codec[R]
+	cancelled atomic.Bool // by Promise.Cancel, from any goroutine
 }
 
 func (c *outCall[R]) resolve(v value) { c.finish(c.dec.decode(v)) }

@@ -364,6 +364,22 @@ module Ty = struct
       arg_to_go = to_go;
     }
 
+  (* A promise crosses as a function that returns it, called at once on the
+     other side: to Go, a closure; from Go, a Callback awaiting Go's
+     promise (whose Lwt.cancel cancels Go's). *)
+  let promise a =
+    let f = func unit a in
+    let to_go p = f.to_go (fun () -> p) in
+    {
+      code = "P" ^ a.code;
+      name = a.name ^ " Lwt.t";
+      flat = None;
+      to_go;
+      of_go = (fun h -> f.of_go h ());
+      direct = false;
+      arg_to_go = to_go;
+    }
+
   let sync_func a b =
     let to_go f = wire (for_go a b (fun x -> Lwt.return (f x))) in
     {

@@ -262,6 +262,13 @@ let shape =
       that runs as its kind says, which the closure OCaml gets holds until
       OCaml's GC collects it. *)
 
+  val promise : 'a t -> 'a Lwt.t t
+  (** Go [*lwt.Promise[A]], both ways. An OCaml promise that Go gets
+      settles Go's; Go's [Promise.Cancel] is [Lwt.cancel] of it. A Go
+      promise that OCaml gets settles OCaml's (on the Lwt thread);
+      [Lwt.cancel] of it calls Go's [Promise.Cancel] (which cancels, say,
+      the Go call behind it). *)
+
   val sync_func : 'a t -> 'b t -> ('a -> 'b) t
   (** A plain function, both ways. From OCaml, Go [*lwt.Func[A, R]] whose
       [Call] returns at once, anywhere on the Lwt thread. From Go, an

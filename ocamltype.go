@@ -8,6 +8,7 @@ package lwt
 //	3 int32  6 int64  h handle   o opaque
 //	?T option   LT list   AT array   ETU (T, U) result
 //	TnT1..Tn tuple of n (2 to 4)   FTU (T -> U Lwt.t)   STU (T -> U)
+//	PT T Lwt.t
 //	{name:field:T...}  record: each field its name, ':' and its type
 //	<name:Ctor:T Ctor....>  variant: each constructor its name, then ':'
 //	                        and its argument's type, or '.' if constant
@@ -20,7 +21,7 @@ import (
 type otype struct {
 	code   byte
 	name   string   // a record's or variant's type name
-	elems  []*otype // option, list, array: 1; result: ok, error; tuple: n; functions: argument, result
+	elems  []*otype // option, list, array, promise: 1; result: ok, error; tuple: n; functions: argument, result
 	fields []ofield // a record's fields, a variant's constructors
 }
 
@@ -86,7 +87,7 @@ func (p *typeParser) parse() *otype {
 	t := &otype{code: p.next()}
 	switch t.code {
 	case 'u', 'b', 'i', 'c', 'f', 's', 'y', '3', '6', 'h', 'o':
-	case '?', 'L', 'A':
+	case '?', 'L', 'A', 'P':
 		t.elems = []*otype{p.parse()}
 	case 'E', 'F', 'S':
 		t.elems = []*otype{p.parse(), p.parse()}
@@ -137,6 +138,8 @@ func (t *otype) String() string {
 		return t.elems[0].String() + " list"
 	case 'A':
 		return t.elems[0].String() + " array"
+	case 'P':
+		return t.elems[0].String() + " Lwt.t"
 	case 'E':
 		return "(" + t.elems[0].String() + ", " + t.elems[1].String() + ") result"
 	case 'F':

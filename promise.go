@@ -22,6 +22,9 @@ type Promise[T any] struct {
 	err     error
 	done    chan struct{} // made on demand, closed when settled
 	waiters waitList      // run on the Lwt thread when settled
+	// cancel asks whoever settles the promise to stop (Cancel); set once,
+	// before the promise is shared.
+	cancel func()
 }
 
 // waiter is a task suspended in Await, or a Then callback (fn, and abort
@@ -152,6 +155,18 @@ func (p *Promise[T]) settle(v T, err error, onLoop bool) error {
 		}
 	}
 	return nil
+}
+
+// Cancel asks whatever settles the promise to stop, if the promise has
+// such a source and is still pending: an OCaml promise (Lwt_interop.Ty.promise)
+// is Lwt.cancel'led; a call made by Func.Go ends with context.Canceled, as
+// if its ctx had ended, and its OCaml promise is Lwt.cancel'led. A promise
+// of NewPromise, Resolved, Rejected, OnLoop or Then has none: Cancel does
+// nothing. Safe from any goroutine.
+func (p *Promise[T]) Cancel() {
+	if p.cancel != nil && !p.settled.Load() {
+		p.cancel()
+	}
 }
 
 // Done returns a channel closed when the promise is settled.

@@ -95,6 +95,25 @@ func codecFor[T any](o *otype) (*codec[T], error) {
 		return nil, mismatch(o, t, "an OCaml Opaque.t is a Go *lwt.Value")
 	case 'F', 'S':
 		return functionCodec[T](o)
+	case 'P':
+		pt, ok := any(zero).(promiseType)
+		if !ok {
+			return nil, mismatch(o, t, "an OCaml promise is a Go *lwt.Promise[T]")
+		}
+		dec, enc, err := pt.promiseCodec(o.elems[0])
+		if err != nil {
+			return nil, within(fmt.Sprintf("in %v", o), err)
+		}
+		return &codec[T]{
+			decode: func(v value) (T, error) {
+				p, err := dec(v)
+				if err != nil {
+					return zero, err
+				}
+				return p.(T), nil
+			},
+			encode: func(x T) (value, error) { return enc(x) },
+		}, nil
 	}
 	if err := checkKind(o, t); err != nil {
 		return nil, err

@@ -134,7 +134,7 @@ let test_every_type () =
 
 (* The OCaml functions Go looks up here, which the bridge holds until
    shutdown. *)
-let looked_up = 2
+let looked_up = 3
 
 let test_go_calls_ocaml () =
   I.register "types.ocaml_echo_user" user user (fun u -> Lwt.pause () >|= fun () -> u);
@@ -189,6 +189,43 @@ let test_functions_as_values () =
     else Lwt_unix.sleep 0.01 >>= fun () -> settle (n - 1)
   in
   Lwt_main.run (settle 100)
+
+(* Promises as values: OCaml's awaited by Go, Go's awaited by OCaml, and
+   cancellation from either side reaching the other. *)
+let test_promises_as_values () =
+  let await = I.bind "promises.await" I.Ty.(promise int) I.Ty.string in
+  let p, u = Lwt.wait () in
+  let r = await p in
+  Lwt.wakeup_later u 41;
+  Alcotest.(check string) "Go awaited OCaml's promise" "42 <nil>" (Lwt_main.run r);
+  Alcotest.(check string) "an OCaml promise already failed" "1 ocaml: Not_found" (Lwt_main.run (await (Lwt.fail Not_found)));
+  let cancelled = ref false in
+  let p, _ = Lwt.task () in
+  Lwt.on_cancel p (fun () -> cancelled := true);
+  let cancel = I.bind "promises.cancel" I.Ty.(promise int) I.Ty.string in
+  Alcotest.(check string) "Go's Cancel" "context canceled canceled=true" (Lwt_main.run (cancel p));
+  Alcotest.(check bool) "is Lwt.cancel of OCaml's promise" true !cancelled;
+  let later = I.bind_sync "promises.later" I.Ty.string I.Ty.(promise string) in
+  Alcotest.(check string) "OCaml awaited Go's promise" "go!" (Lwt_main.run (later "go"));
+  (* Registered by the calls group's typed-errors test, unless run alone. *)
+  (try I.register_exception "not_found" Not_found with Invalid_argument _ -> ());
+  (match Lwt_main.run (I.bind_sync "promises.failed" I.Ty.unit I.Ty.(promise string) ()) with
+  | _ -> Alcotest.fail "resolved"
+  | exception Not_found -> ());
+  let never_cancelled = ref false in
+  I.register "types.never" I.Ty.unit I.Ty.int (fun () ->
+      let p, _ = Lwt.task () in
+      Lwt.on_cancel p (fun () -> never_cancelled := true);
+      p);
+  let q = I.bind_sync "promises.of_call" I.Ty.unit I.Ty.(promise int) () in
+  Lwt_main.run (Lwt.pause ());
+  Lwt.cancel q;
+  let rec poll n =
+    if !never_cancelled then Lwt.return_unit
+    else if n = 0 then Alcotest.fail "OCaml's Lwt.cancel of Go's promise did not reach the call behind it"
+    else Lwt_unix.sleep 0.01 >>= fun () -> poll (n - 1)
+  in
+  Lwt_main.run (poll 300)
 
 let invalid sub = function Invalid_argument m -> Astring.String.is_infix ~affix:sub m | _ -> false
 
@@ -257,6 +294,7 @@ let tests =
     tc "every type, edge values" test_every_type;
     tc "Go calls OCaml with a record" test_go_calls_ocaml;
     tc "functions as values, both ways" test_functions_as_values;
+    tc "promises as values, both ways" test_promises_as_values;
     tc "bind-time mismatches" test_mismatches;
     tc "GC stress" test_gc_stress;
   ]

@@ -4,8 +4,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
+	"time"
 
 	"lwt"
 )
@@ -135,6 +137,36 @@ func init() {
 	lwt.MustRegisterTask("callbacks.hand_over", func(ctx context.Context, f *lwt.Func[*lwt.Callback[int64, int64], int64]) (int64, error) {
 		defer f.Release()
 		return f.Call(ctx, lwt.NewCallback(func(_ context.Context, x int64) (int64, error) { return x * 3, nil }))
+	})
+	// Promises as values: Go awaits OCaml's, and OCaml awaits Go's.
+	lwt.MustRegisterTask("promises.await", func(ctx context.Context, p *lwt.Promise[int64]) (string, error) {
+		n, err := p.Await(ctx)
+		return fmt.Sprint(n+1, " ", err), nil
+	})
+	lwt.MustRegisterTask("promises.cancel", func(ctx context.Context, p *lwt.Promise[int64]) (string, error) {
+		p.Cancel()
+		_, err := p.Await(ctx)
+		return fmt.Sprint(err, " canceled=", errors.Is(err, context.Canceled)), nil
+	})
+	lwt.MustRegisterSync("promises.later", func(s string) (*lwt.Promise[string], error) {
+		p, r := lwt.NewPromise[string]()
+		go func() {
+			time.Sleep(10 * time.Millisecond)
+			r.Resolve(s + "!")
+		}()
+		return p, nil
+	})
+	lwt.MustRegisterSync("promises.failed", func(struct{}) (*lwt.Promise[string], error) {
+		return lwt.Rejected[string](errNotFound), nil
+	})
+	// A Go promise of a call into OCaml that never answers: OCaml's
+	// Lwt.cancel of it cancels the call, and so OCaml's own promise.
+	lwt.MustRegisterSync("promises.of_call", func(struct{}) (*lwt.Promise[int64], error) {
+		f, err := lwt.Lookup[struct{}, int64]("types.never")
+		if err != nil {
+			return nil, err
+		}
+		return f.Go(context.Background(), struct{}{}), nil
 	})
 	// Go calls OCaml's echo of a user it built, and checks what comes back.
 	lwt.MustRegisterTask("types.ocaml_echoes", func(ctx context.Context, _ struct{}) (string, error) {
