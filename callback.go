@@ -6,7 +6,7 @@ package lwt
 // until OCaml's GC collects it. A Promise crosses both ways as an 'a Lwt.t
 // (Ty.promise): to OCaml, as a Callback that awaits it, which OCaml calls
 // at once; from OCaml, as a closure returning the Lwt promise, which Go
-// calls at once. Made on any goroutine; crosses and runs on the Lwt thread
+// calls from a job (soon). Made on any goroutine; crosses and runs on the Lwt thread
 // (a Callback's function as its kind says: goroutine, task or sync).
 
 /*
@@ -118,9 +118,12 @@ func (*Promise[T]) promiseCodec(elem *otype) (func(value) (any, error), func(any
 		if err != nil {
 			return nil, err
 		}
+		// Called by a job (a decoding calls no OCaml: argsCodec), which then
+		// releases the closure: the call keeps what it needs.
 		fn := f.(*Func[struct{}, T])
-		defer fn.Release() // the call keeps what it needs
-		return fn.Go(context.Background(), struct{}{}), nil
+		p := fn.goCall(context.Background(), struct{}{}, true)
+		fn.root.l.post(fn.Release)
+		return p, nil
 	}
 	encode := func(x any) (value, error) {
 		p := x.(*Promise[T])

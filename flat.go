@@ -186,6 +186,17 @@ func crossableIn(t reflect.Type, inside bool, seen map[reflect.Type]bool) error 
 	case reflect.Pointer, reflect.Slice:
 		return crossableIn(t.Elem(), true, seen)
 	case reflect.Struct:
+		if t.Implements(reflect.TypeFor[argsType]()) {
+			if inside {
+				return fmt.Errorf("%v is the arguments of a function, not a value", t)
+			}
+			for i := range t.NumField() { // each crosses as if alone
+				if err := crossableIn(t.Field(i).Type, false, seen); err != nil {
+					return within(fmt.Sprintf("argument %d", i+1), err)
+				}
+			}
+			return nil
+		}
 		if t == reflect.TypeFor[time.Time]() {
 			return errors.New("a time.Time crosses as its t.UnixNano() (an int) or t.Format(time.RFC3339Nano) (a string)")
 		}

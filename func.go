@@ -131,13 +131,18 @@ func (f *Func[A, R]) Call(ctx context.Context, arg A) (R, error) {
 // thread the function runs at once, elsewhere the call is posted. Errors and
 // ctx are as for Call.
 func (f *Func[A, R]) Go(ctx context.Context, arg A) *Promise[R] {
+	return f.goCall(ctx, arg, !onLoopThread())
+}
+
+// goCall is Go; with post, the call is made by a posted job even on the Lwt
+// thread.
+func (f *Func[A, R]) goCall(ctx context.Context, arg A, post bool) *Promise[R] {
 	c := &outCall[R]{dec: f.dec}
 	l := f.root.l
-	c.Promise.cancel = func() {
-		c.cancelled.Store(true) // for a call not made yet
-		l.post(func() { l.cancelOutCall(c, context.Canceled) })
-	}
-	if onLoopThread() {
+	// A posted cancel runs after the posted start: a call cancelled before
+	// it is made is made, then cancelled.
+	c.Promise.cancel = func() { l.post(func() { l.cancelOutCall(c, context.Canceled) }) }
+	if !post {
 		f.start(ctx, c, arg)
 	} else if err := l.post(func() { f.start(ctx, c, arg) }); err != nil {
 		return Rejected[R](err)
@@ -147,10 +152,6 @@ func (f *Func[A, R]) Go(ctx context.Context, arg A) *Promise[R] {
 
 // start makes Go's call c on the Lwt thread, or fails it.
 func (f *Func[A, R]) start(ctx context.Context, c *outCall[R], arg A) {
-	if c.cancelled.Load() {
-		c.abandon(context.Canceled)
-		return
-	}
 	err := f.root.usable()
 	if err == nil {
 		err = f.send(ctx, c, arg, true)
@@ -285,8 +286,7 @@ func (cs *callState) state() *callState { return cs }
 type outCall[R any] struct {
 	Promise[R]
 	callState
-	dec       *codec[R]
-	cancelled atomic.Bool // by Promise.Cancel, from any goroutine
+	dec *codec[R]
 }
 
 func (c *outCall[R]) resolve(v value) { c.finish(c.dec.decode(v)) }

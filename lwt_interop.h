@@ -52,6 +52,9 @@ struct lwt_ocaml {
   lwt_root (*root_new)(lwt_value v);
   void (*root_free)(lwt_root r);
   lwt_value (*root_get)(lwt_root r);
+  /* Puts head in front of the list that root holds (a function's
+   * arguments, lwt_interop.ml's bind_fn and register_fn). */
+  void (*cons)(lwt_root list, lwt_value head);
 
   /* Calls the closure in fn with arg. When the 'b Lwt.t it returns is
    * already settled, call returns LWT_RESOLVED with the value in out, or

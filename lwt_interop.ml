@@ -410,16 +410,48 @@ let bind_sync name (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b =
          name);
   sync_go (c_call_sync fn) a b
 
-let register_as fn name (a : 'a Ty.t) (b : 'b Ty.t) (f : 'a -> 'b Lwt.t) sync =
+(* Registers g, the function as Go calls it, whose argument and result
+   types are arg and ret (type codes). *)
+let register_as fn name arg ret (g : Ty.fn) sync =
   if Option.is_some !watch && not (on_lwt_thread ()) then
     failwith (Printf.sprintf "Lwt_interop.%s: called from a thread that is not the Lwt thread" fn);
   if Hashtbl.mem registered name then
     invalid_arg (Printf.sprintf "Lwt_interop.%s: %S is already registered" fn name);
-  Hashtbl.replace registered name (Registered (a.code, b.code, Ty.for_go a b f, sync))
+  Hashtbl.replace registered name (Registered (arg, ret, g, sync))
 
-let register name a b f = register_as "register" name a b f false
+let register name (a : 'a Ty.t) (b : 'b Ty.t) f = register_as "register" name a.code b.code (Ty.for_go a b f) false
 
-let register_sync name a b f = register_as "register_sync" name a b (fun x -> Lwt.return (f x)) true
+let register_sync name (a : 'a Ty.t) (b : 'b Ty.t) f =
+  register_as "register_sync" name a.code b.code (Ty.for_go a b (fun x -> Lwt.return (f x))) true
+
+(* Functions of several arguments. *)
+
+let bind_fn name args =
+  let r = Ty.args_result args in
+  let fn, kind = lookup name (Ty.args_code args) r.code in
+  let call =
+    if kind = kind_sync then Lwt.wrap1 (sync_go (c_call_sync fn) Ty.wires r) else async_go (c_call fn) Ty.wires r
+  in
+  Ty.curry_lwt args call []
+
+let bind_fn_sync name args =
+  let r = Ty.args_result args in
+  let fn, kind = lookup name (Ty.args_code args) r.code in
+  if kind <> kind_sync then
+    invalid_arg (Printf.sprintf "Lwt_interop.bind_fn_sync: %S is not a sync Go function (use bind_fn)" name);
+  Ty.curry_plain args (sync_go (c_call_sync fn) Ty.wires r) []
+
+let register_fn name args f =
+  let r = Ty.args_result args in
+  register_as "register_fn" name (Ty.args_code args) r.code
+    (fun w -> Ty.result_to_go r (Ty.apply_lwt args f (Ty.unwire w)))
+    false
+
+let register_fn_sync name args f =
+  let r = Ty.args_result args in
+  register_as "register_fn_sync" name (Ty.args_code args) r.code
+    (fun w -> Ty.result_to_go r (Lwt.return (Ty.apply_plain args f (Ty.unwire w))))
+    true
 
 type stats = { roots : int; handles : int; jobs : int; tasks : int; calls : int; stalls : int }
 

@@ -277,6 +277,22 @@ let shape =
 
   val to_string : 'a t -> string
   (** The type as OCaml spells it, e.g. ["(unit -> int Lwt.t)"]. *)
+
+  (** {2 Functions of several arguments}
+
+      [Ty.(int @-> string @-> returning bool)] describes an
+      [int -> string -> bool Lwt.t] (for {!bind_fn}, {!register_fn}) and an
+      [int -> string -> bool] (for {!bind_fn_sync}, {!register_fn_sync}):
+      in Go, a function of [lwt.Args2[int64, string]], which [lwt.Fn2]
+      makes from a [func(ctx, int64, string) (bool, error)] (and
+      [lwt.SyncFn2] from a [func(int64, string) (bool, error)]). Each
+      argument crosses as it would alone, closures and promises too. *)
+
+  type ('l, 'p, 'r) args
+
+  val returning : 'r t -> ('r Lwt.t, 'r, 'r) args
+
+  val ( @-> ) : 'a t -> ('l, 'p, 'r) args -> ('a -> 'l, 'a -> 'p, 'r) args
 end
 
 val bind : string -> 'a Ty.t -> 'b Ty.t -> 'a -> 'b Lwt.t
@@ -317,6 +333,24 @@ val register_sync : string -> 'a Ty.t -> 'b Ty.t -> ('a -> 'b) -> unit
 (** [register_sync name a b f] is {!register} for a plain function: Go's
     [Func.Call] of it returns at once, and works anywhere on the Lwt thread
     (in a Go sync function too), not only in loop tasks and goroutines. *)
+
+val bind_fn : string -> ('l, 'p, 'r) Ty.args -> 'l
+(** [bind_fn name Ty.(a @-> b @-> returning r)] is {!bind} for a Go function
+    of several arguments (registered as a function of an [lwt.Args2[A, B]],
+    [Args3] or [Args4], see [lwt.Fn2]): an ['a -> 'b -> 'r Lwt.t].
+    @raise Invalid_argument as {!bind} does, or for fewer than 2 or more
+    than 9 arguments. *)
+
+val bind_fn_sync : string -> ('l, 'p, 'r) Ty.args -> 'p
+(** {!bind_sync} for a Go function of several arguments: an
+    ['a -> 'b -> 'r]. *)
+
+val register_fn : string -> ('l, 'p, 'r) Ty.args -> 'l -> unit
+(** {!register} for an OCaml function of several arguments, which Go looks
+    up as a [Func[lwt.Args2[A, B], R]] (or [Args3], [Args4]). *)
+
+val register_fn_sync : string -> ('l, 'p, 'r) Ty.args -> 'p -> unit
+(** {!register_sync} for a plain OCaml function of several arguments. *)
 
 type stats = {
   roots : int;  (** OCaml values held by Go *)

@@ -18,6 +18,8 @@ extern size_t lwt_out_len;
 static inline lwt_root lwt_root_new(lwt_value v) { return lwt_api->root_new(v); }
 static inline void lwt_root_free(lwt_root r) { lwt_api->root_free(r); }
 static inline lwt_value lwt_root_get(lwt_root r) { return lwt_api->root_get(r); }
+static inline void lwt_cons(lwt_root list, lwt_value head) { lwt_api->cons(list, head); }
+static inline lwt_value lwt_field(lwt_value v, int i) { return ((lwt_value *)v)[i]; }
 static inline lwt_value lwt_new_handle(uintptr_t h, size_t mem) { return lwt_api->new_handle(h, mem); }
 static inline uintptr_t lwt_handle_id(lwt_value v) { return lwt_api->handle_id(v); }
 

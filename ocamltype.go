@@ -8,7 +8,7 @@ package lwt
 //	3 int32  6 int64  h handle   o opaque
 //	?T option   LT list   AT array   ETU (T, U) result
 //	TnT1..Tn tuple of n (2 to 4)   FTU (T -> U Lwt.t)   STU (T -> U)
-//	PT T Lwt.t
+//	PT T Lwt.t   MnT1..Tn the arguments of a function of n (2 to 9)
 //	{name:field:T...}  record: each field its name, ':' and its type
 //	<name:Ctor:T Ctor....>  variant: each constructor its name, then ':'
 //	                        and its argument's type, or '.' if constant
@@ -21,7 +21,7 @@ import (
 type otype struct {
 	code   byte
 	name   string   // a record's or variant's type name
-	elems  []*otype // option, list, array, promise: 1; result: ok, error; tuple: n; functions: argument, result
+	elems  []*otype // option, list, array, promise: 1; result: ok, error; tuple, arguments: n; functions: argument, result
 	fields []ofield // a record's fields, a variant's constructors
 }
 
@@ -91,9 +91,9 @@ func (p *typeParser) parse() *otype {
 		t.elems = []*otype{p.parse()}
 	case 'E', 'F', 'S':
 		t.elems = []*otype{p.parse(), p.parse()}
-	case 'T':
+	case 'T', 'M':
 		n := int(p.next() - '0')
-		if n < 2 || n > 4 {
+		if n < 2 || n > 4 && t.code == 'T' || n > 9 {
 			p.fail("bad tuple size")
 			return t
 		}
@@ -146,10 +146,13 @@ func (t *otype) String() string {
 		return "(" + t.elems[0].String() + " -> " + t.elems[1].String() + " Lwt.t)"
 	case 'S':
 		return "(" + t.elems[0].String() + " -> " + t.elems[1].String() + ")"
-	case 'T':
+	case 'T', 'M':
 		parts := make([]string, len(t.elems))
 		for i, e := range t.elems {
 			parts[i] = e.String()
+		}
+		if t.code == 'M' {
+			return strings.Join(parts, " -> ")
 		}
 		return "(" + strings.Join(parts, " * ") + ")"
 	case '{', '<':

@@ -137,6 +137,18 @@ static void api_root_free(lwt_root r)
 
 static lwt_value api_root_get(lwt_root r) { return *(lwt_value *)r; }
 
+static void api_cons(lwt_root list, lwt_value head)
+{
+  CAMLparam0();
+  CAMLlocal2(x, cell);
+  x = (value)head;
+  cell = caml_alloc_small(2, Tag_cons);
+  Field(cell, 0) = x;
+  Field(cell, 1) = *(value *)list;
+  caml_modify_generational_global_root((value *)list, cell);
+  CAMLreturn0;
+}
+
 /* Go values held by OCaml (Lwt_interop.handle). Two handles are equal when
  * they are the same handle. */
 
@@ -354,6 +366,7 @@ static struct lwt_ocaml api = {
   .root_new = api_root_new,
   .root_free = api_root_free,
   .root_get = api_root_get,
+  .cons = api_cons,
   .call = api_call,
   .cancel = api_cancel,
   .closed = api_closed,

@@ -388,3 +388,63 @@ let for_go a b f : fn =
 
 (* What OCaml gets back of a call into Go whose result crosses as b. *)
 let of_go_promise b : wire Lwt.t -> 'b Lwt.t = if b.direct then wire_promise else Lwt.map b.of_go
+
+(* The arguments of a function of several, and its result: ('l, 'p, 'r)
+   args describes an 'l (the function returning 'r Lwt.t) and a 'p (the
+   plain one returning 'r). They cross as a list of wires, each argument as
+   it would alone. *)
+type ('l, 'p, 'r) args =
+  | Returning : 'r t -> ('r Lwt.t, 'r, 'r) args
+  | Arg : 'a t * ('l, 'p, 'r) args -> ('a -> 'l, 'a -> 'p, 'r) args
+
+let returning r = Returning r
+let ( @-> ) a rest = Arg (a, rest)
+
+let rec args_result : type l p r. (l, p, r) args -> r t = function
+  | Returning r -> r
+  | Arg (_, rest) -> args_result rest
+
+let args_code args =
+  let rec codes : type l p r. (l, p, r) args -> string list = function
+    | Returning _ -> []
+    | Arg (a, rest) -> a.code :: codes rest
+  in
+  let cs = codes args in
+  let n = List.length cs in
+  if n < 2 || n > 9 then invalid_arg "Lwt_interop: a function of several arguments takes 2 to 9";
+  "M" ^ string_of_int n ^ String.concat "" cs
+
+(* The list of arguments' wires, crossing as itself. *)
+let wires : wire list t = { code = ""; name = ""; flat = None; to_go = wire; of_go = unwire; direct = true; arg_to_go = wire }
+
+(* The function that collects its arguments and hands their wires, in
+   order, to [k]: for OCaml's calls into Go. *)
+let rec curry_lwt : type l p r. (l, p, r) args -> (wire list -> r Lwt.t) -> wire list -> l =
+ fun args k acc ->
+  match args with
+  | Returning _ -> k (List.rev acc)
+  | Arg (a, rest) -> fun x -> curry_lwt rest k (a.to_go x :: acc)
+
+let rec curry_plain : type l p r. (l, p, r) args -> (wire list -> r) -> wire list -> p =
+ fun args k acc ->
+  match args with
+  | Returning _ -> k (List.rev acc)
+  | Arg (a, rest) -> fun x -> curry_plain rest k (a.to_go x :: acc)
+
+(* f applied to the arguments' wires: for Go's calls into OCaml. *)
+let rec apply_lwt : type l p r. (l, p, r) args -> l -> wire list -> r Lwt.t =
+ fun args f ws ->
+  match (args, ws) with
+  | Returning _, _ -> f
+  | Arg (a, rest), w :: ws -> apply_lwt rest (f (a.of_go w)) ws
+  | Arg _, [] -> invalid_arg "Lwt_interop: too few arguments from Go"
+
+let rec apply_plain : type l p r. (l, p, r) args -> p -> wire list -> r =
+ fun args f ws ->
+  match (args, ws) with
+  | Returning _, _ -> f
+  | Arg (a, rest), w :: ws -> apply_plain rest (f (a.of_go w)) ws
+  | Arg _, [] -> invalid_arg "Lwt_interop: too few arguments from Go"
+
+(* A promise of r, as Go reads its result. *)
+let result_to_go r (p : 'r Lwt.t) : wire Lwt.t = if r.direct then promise_wire p else Lwt.map r.to_go p

@@ -3,7 +3,8 @@ package lwt
 // How values cross: the codec of a Go type and the OCaml type it is bound
 // to, made once when a function is bound or looked up (codecFor, any
 // goroutine), converts values on the Lwt thread only; an OCaml value
-// (value) is valid only until the next call into OCaml. The types of
+// (value) is valid only until the next call into OCaml, and no decoding
+// calls OCaml (so that the values of a list of arguments stay put). The types of
 // ty.ml's direct values cross as themselves, the others as a flat buffer
 // (flat.go). Handle and Value hold a value of the other side across calls.
 
@@ -28,9 +29,10 @@ import (
 type value = C.lwt_value
 
 const (
-	valUnit  value = 1 // Val_unit
-	valFalse value = 1 // Val_false
-	valTrue  value = 3 // Val_true
+	valEmptyList value = 1 // Val_emptylist
+	valUnit      value = 1 // Val_unit
+	valFalse     value = 1 // Val_false
+	valTrue      value = 3 // Val_true
 )
 
 // OCaml's int is 63 bits wide.
@@ -95,6 +97,12 @@ func codecFor[T any](o *otype) (*codec[T], error) {
 		return nil, mismatch(o, t, "an OCaml Opaque.t is a Go *lwt.Value")
 	case 'F', 'S':
 		return functionCodec[T](o)
+	case 'M':
+		at, ok := any(zero).(argsType)
+		if !ok {
+			return nil, mismatch(o, t, "several arguments are a Go lwt.Args2, Args3 or Args4 (see lwt.Fn2)")
+		}
+		return argsCodec[T](o, at)
 	case 'P':
 		pt, ok := any(zero).(promiseType)
 		if !ok {

@@ -87,6 +87,13 @@ let plain =
 
 let same name a b = if a <> b then Alcotest.failf "%s: the value changed" name
 
+let check_invalid_arg name sub f =
+  match f () with
+  | _ -> Alcotest.failf "%s: bound" name
+  | exception Invalid_argument m ->
+      if not (Astring.String.is_infix ~affix:sub m) then Alcotest.failf "%s: %s" name m
+  | exception e -> Alcotest.failf "%s: unexpected %s" name (Printexc.to_string e)
+
 let test_records_and_variants () =
   let echo = I.bind_sync "types.echo_user" user user in
   List.iter (fun u -> same "echo" u (echo u)) [ edge; plain ];
@@ -134,7 +141,7 @@ let test_every_type () =
 
 (* The OCaml functions Go looks up here, which the bridge holds until
    shutdown. *)
-let looked_up = 3
+let looked_up = 4
 
 let test_go_calls_ocaml () =
   I.register "types.ocaml_echo_user" user user (fun u -> Lwt.pause () >|= fun () -> u);
@@ -227,6 +234,32 @@ let test_promises_as_values () =
   in
   Lwt_main.run (poll 300)
 
+(* Functions of several arguments, both ways, each kind; closures and
+   promises among the arguments. *)
+let test_several_arguments () =
+  let describe = I.bind_fn_sync "args.describe" I.Ty.(int @-> string @-> bool @-> returning string) in
+  Alcotest.(check string) "three arguments, sync" "7 \"a\\x00b\" true" (describe 7 "a\000b" true);
+  let describe_lwt = I.bind_fn "args.describe" I.Ty.(int @-> string @-> bool @-> returning string) in
+  Alcotest.(check string) "bound with bind_fn" "-1 \"\" false" (Lwt_main.run (describe_lwt (-1) "" false));
+  let join = I.bind_fn "args.join" I.Ty.(string @-> list string @-> returning string) in
+  let partial = join ", " in
+  Alcotest.(check string) "partially applied" "a, b, c" (Lwt_main.run (partial [ "a"; "b"; "c" ]));
+  let apply = I.bind_fn "args.apply" I.Ty.(func int int @-> int @-> returning int) in
+  Alcotest.(check int) "a closure among them" 42 (Lwt_main.run (apply (fun x -> Lwt.return (x * 2)) 21));
+  let sum = I.bind_fn "args.sum" I.Ty.(promise int @-> promise int @-> user @-> int @-> returning int) in
+  let p, u = Lwt.wait () in
+  let r = sum p (Lwt.return 2) { plain with id = 30 } 10 in
+  Lwt.wakeup_later u 100;
+  Alcotest.(check int) "promises and a record among them" 142 (Lwt_main.run r);
+  I.register_fn "args.ocaml_show" I.Ty.(int @-> string @-> list int @-> returning string) (fun n s l ->
+      Lwt.return (Printf.sprintf "%d %s [%s]" n s (String.concat ";" (List.map string_of_int l))));
+  Alcotest.(check string) "Go calls OCaml with three" "1 two [3;4]"
+    (Lwt_main.run (I.bind "args.call_ocaml" I.Ty.unit I.Ty.string ()));
+  check_invalid_arg "one argument too many" "OCaml's function takes 4 arguments, Go's 3" (fun () ->
+      I.bind_fn_sync "args.describe" I.Ty.(int @-> string @-> bool @-> int @-> returning string));
+  check_invalid_arg "a wrong argument" "argument 2: OCaml int is not Go string" (fun () ->
+      I.bind_fn_sync "args.describe" I.Ty.(int @-> int @-> bool @-> returning string))
+
 let invalid sub = function Invalid_argument m -> Astring.String.is_infix ~affix:sub m | _ -> false
 
 let check_invalid name sub f =
@@ -295,6 +328,7 @@ let tests =
     tc "Go calls OCaml with a record" test_go_calls_ocaml;
     tc "functions as values, both ways" test_functions_as_values;
     tc "promises as values, both ways" test_promises_as_values;
+    tc "functions of several arguments" test_several_arguments;
     tc "bind-time mismatches" test_mismatches;
     tc "GC stress" test_gc_stress;
   ]

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"time"
 
 	"lwt"
@@ -167,6 +168,33 @@ func init() {
 			return nil, err
 		}
 		return f.Go(context.Background(), struct{}{}), nil
+	})
+	// Functions of several arguments, each kind, with closures and promises
+	// among them.
+	lwt.MustRegisterSync("args.describe", lwt.SyncFn3(func(n int64, s string, b bool) (string, error) {
+		return fmt.Sprintf("%d %q %v", n, s, b), nil
+	}))
+	lwt.MustRegister("args.join", lwt.Fn2(func(_ context.Context, sep string, parts []string) (string, error) {
+		return strings.Join(parts, sep), nil
+	}))
+	lwt.MustRegisterTask("args.apply", lwt.Fn2(func(ctx context.Context, f *lwt.Func[int64, int64], n int64) (int64, error) {
+		defer f.Release()
+		return f.Call(ctx, n)
+	}))
+	lwt.MustRegisterTask("args.sum", lwt.Fn4(func(ctx context.Context, p, q *lwt.Promise[int64], u User, k UserID) (int64, error) {
+		a, err := p.Await(ctx)
+		if err != nil {
+			return 0, err
+		}
+		b, err := q.Await(ctx)
+		return a + b + int64(u.ID) + int64(k), err
+	}))
+	lwt.MustRegisterTask("args.call_ocaml", func(ctx context.Context, _ struct{}) (string, error) {
+		f, err := lwt.Lookup[lwt.Args3[int64, string, []int64], string]("args.ocaml_show")
+		if err != nil {
+			return "", err
+		}
+		return f.Call(ctx, lwt.Args3[int64, string, []int64]{First: 1, Second: "two", Third: []int64{3, 4}})
 	})
 	// Go calls OCaml's echo of a user it built, and checks what comes back.
 	lwt.MustRegisterTask("types.ocaml_echoes", func(ctx context.Context, _ struct{}) (string, error) {
