@@ -535,8 +535,9 @@ func variantCodec(o *otype, t reflect.Type) (*flatCodec, error) {
 	if !ok {
 		return nil, mismatch(o, t, fmt.Sprintf("declare it with lwt.RegisterVariant[%v]", t))
 	}
+	cases := registered.([]reflect.Type)
 	goCases := map[string]reflect.Type{}
-	for _, ct := range registered.([]reflect.Type) {
+	for _, ct := range cases {
 		goCases[caseName(ct)] = ct
 	}
 	types := make([]reflect.Type, len(o.fields))
@@ -547,15 +548,16 @@ func variantCodec(o *otype, t reflect.Type) (*flatCodec, error) {
 		if !ok {
 			return nil, mismatch(o, t, fmt.Sprintf("OCaml constructor %s has no Go case (a type named %s)", ctor.name, ctor.name))
 		}
-		delete(goCases, ctor.name)
 		c, err := constructorCodec(ctor, ct)
 		if err != nil {
 			return nil, within(fmt.Sprintf("in constructor %s of %v (Go %v)", ctor.name, o, ct), err)
 		}
 		types[i], codecs[i], number[ct] = ct, c, uint32(i)
 	}
-	for name := range goCases {
-		return nil, mismatch(o, t, fmt.Sprintf("Go case %s has no OCaml constructor", name))
+	for _, ct := range cases { // in registration order: the first one left
+		if _, ok := number[ct]; !ok {
+			return nil, mismatch(o, t, fmt.Sprintf("Go case %s has no OCaml constructor", caseName(ct)))
+		}
 	}
 	return &flatCodec{min: 4,
 		put: func(b []byte, p unsafe.Pointer) ([]byte, error) {

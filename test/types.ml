@@ -260,6 +260,21 @@ let test_several_arguments () =
   check_invalid_arg "a wrong argument" "argument 2: OCaml int is not Go string" (fun () ->
       I.bind_fn_sync "args.describe" I.Ty.(int @-> int @-> bool @-> returning string))
 
+(* The module lwt-bindgen wrote from test/gomain: its types match Go's
+   (each binding checks them), and its functions work. *)
+let test_generated_bindings () =
+  let module G = Go_bindings in
+  let u = G.types_make_user () in
+  Alcotest.(check string) "a Go record, as the generated type" "gopher" u.G.name;
+  (match u.G.shapes with
+  | [ G.Rect (1., 2.); G.Labelled ("p", [ 3L ]); G.Empty ] -> ()
+  | _ -> Alcotest.fail "the shapes");
+  if G.types_echo_user u <> u then Alcotest.fail "the generated record's round trip";
+  Alcotest.(check string) "several arguments" "1 \"x\" true" (G.args_describe 1L "x" true);
+  Alcotest.(check int64) "a closure argument" 10L (Lwt_main.run (G.args_apply (fun x -> Lwt.return (Int64.mul x 5L)) 2L));
+  (* Every function of test/gomain, bound: each type matches Go's. *)
+  G.bind_all ()
+
 let invalid sub = function Invalid_argument m -> Astring.String.is_infix ~affix:sub m | _ -> false
 
 let check_invalid name sub f =
@@ -329,6 +344,7 @@ let tests =
     tc "functions as values, both ways" test_functions_as_values;
     tc "promises as values, both ways" test_promises_as_values;
     tc "functions of several arguments" test_several_arguments;
+    tc "the bindings lwt-bindgen generated" test_generated_bindings;
     tc "bind-time mismatches" test_mismatches;
     tc "GC stress" test_gc_stress;
   ]

@@ -1,6 +1,9 @@
 // Command gomain is the Go half of the end-to-end tests and the demo: built
 // with -buildmode=c-archive and linked into the OCaml executables of test/.
+// test/go_bindings.ml is generated from it (TestBindingsAreCurrent checks).
 package main
+
+//go:generate go run lwt/cmd/lwt-bindgen -o ../go_bindings.ml .
 
 import "C" // a c-archive needs cgo
 
