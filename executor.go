@@ -48,15 +48,14 @@ type loop struct {
 
 	// The calls in flight each way (register.go, func.go) and the OCaml
 	// values Go holds.
-	inCalls    map[int64]*inCall
-	nextInCall int64
-	outCalls   callTable
-	roots      map[*ocamlRoot]struct{}
-	lookedUp   lookedUpFuncs // has its own lock
+	inCalls  inCallTable
+	outCalls callTable
+	roots    map[*ocamlRoot]struct{}
+	lookedUp lookedUpFuncs // has its own lock
 
 	// What the bridge holds, for CurrentStats: any goroutine reads them
 	// (with outCalls.inFlight).
-	rootsLive, tasksLive, inCallsLive atomic.Int64
+	rootsLive, tasksLive atomic.Int64
 
 	// Shutdown, Lwt thread only: requests from Go's Shutdown wait for the
 	// end of the runPending that received them; stopping is set meanwhile.
@@ -71,7 +70,7 @@ func newLoop() (*loop, error) {
 		return nil, fmt.Errorf("lwt: creating the notifier: %w", err)
 	}
 	return &loop{notify: n, live: make(map[*task]struct{}), wd: newWatchdog(),
-		inCalls: make(map[int64]*inCall), roots: make(map[*ocamlRoot]struct{})}, nil
+		roots: make(map[*ocamlRoot]struct{})}, nil
 }
 
 // post queues job to run on the Lwt thread. Safe from any goroutine; never

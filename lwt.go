@@ -19,9 +19,20 @@
 //     into OCaml are posted to the Lwt thread ([Post], [OnLoop]).
 //
 // The Lwt thread is the OS thread that runs Lwt_main.run. Only it touches
-// OCaml values: everything that crosses is copied ([Pair], slices, pointers
-// as options) or held by a handle ([Handle], [Value], [Func]). The README
-// has the table of types, and the rules.
+// OCaml values: everything that crosses is copied or held across. OCaml
+// declares each type once (Lwt_interop.Ty), and Go's type must match it
+// when OCaml binds the function or Go looks it up, by kind: bool, int and
+// int64 (OCaml's int, or int64 for all 64 bits), int32, byte (char),
+// float64, string, []byte; a
+// pointer is an option, a slice a list or array, a struct a record (fields
+// by name, or an `lwt:"name"` tag) or a tuple ([Pair], [Tuple3], [Tuple4]),
+// an interface declared with [RegisterVariant] a variant, [Result] a
+// result. [Func] and [Callback] are functions, [Promise] a promise, both
+// ways; [Handle] and [Value] hold a value of the other side. A mismatch is
+// an error naming both sides. Errors keep their kind both ways
+// ([OCamlError], [RegisterError]); functions of several arguments take an
+// [Args2] ([Fn2]). The README has the table of types, and the rules;
+// cmd/lwt-bindgen writes the OCaml side from the Go one.
 package lwt
 
 /*
@@ -235,7 +246,7 @@ func shutdownBridge(l *loop, ctx context.Context) error {
 	}
 	l.wd.stopWatching() // the wait below is no stall
 	l.cancelAllInCalls()
-	for len(l.inCalls) > 0 && ctx.Err() == nil {
+	for l.inCalls.live.Load() > 0 && ctx.Err() == nil {
 		l.runPending() // the calls' results, and what their tasks need to finish
 		time.Sleep(time.Millisecond)
 	}
@@ -273,7 +284,7 @@ func CurrentStats() Stats {
 	s := Stats{Handles: int(handlesLive.Load()), Stalls: int(stallsSeen.Load())}
 	if l := current.Load(); l != nil {
 		s.Roots, s.Tasks = int(l.rootsLive.Load()), int(l.tasksLive.Load())
-		s.Calls = int(l.inCallsLive.Load() + l.outCalls.inFlight.Load())
+		s.Calls = int(l.inCalls.live.Load() + l.outCalls.inFlight.Load())
 		l.mu.Lock()
 		s.Jobs = len(l.jobs)
 		l.mu.Unlock()

@@ -19,6 +19,7 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -169,14 +170,14 @@ func bindFunc[A, R any](g *goFunc, fn func(context.Context, A) (R, error), dec *
 			c.reject(err)
 			return
 		}
-		run := func() (R, error) { return fn(c.ctx, a) }
+		run := func() (R, error) { return fn(c, a) }
 		switch g.kind {
 		case kindSync: // a SyncCallback called as an 'a -> 'b Lwt.t
 			r, err := recovered(run)
 			settle(c, r, err)
 			return
 		case kindTask:
-			t := &task{ctx: c.ctx, holder: g.holder}
+			t := &task{ctx: c, holder: g.holder}
 			t.body = func() {
 				r, err := recovered(run)
 				t.stopWatching()
@@ -253,12 +254,11 @@ func bindingByID(id int) (*binding, error) {
 
 // inCall is an OCaml→Go call in flight: OCaml waits on the Lwt promise
 // whose resolver stubs.c keeps as number resolver. Lwt thread only, but
-// for ctx.
+// for its context, which is the call itself (callContext).
 type inCall struct {
+	callContext
 	id       int64
 	l        *loop
-	ctx      context.Context
-	cancel   context.CancelFunc
 	resolver C.intptr_t
 	done     bool
 }
@@ -266,11 +266,8 @@ type inCall struct {
 // newInCall numbers the call, in l.inCalls by the id OCaml cancels it
 // with. Lwt thread only.
 func (l *loop) newInCall(resolver C.intptr_t) (int64, *inCall) {
-	ctx, cancel := context.WithCancel(context.Background())
-	l.nextInCall++
-	c := &inCall{id: l.nextInCall, l: l, ctx: ctx, cancel: cancel, resolver: resolver}
-	l.inCallsLive.Add(1)
-	l.inCalls[c.id] = c
+	c := &inCall{l: l, resolver: resolver}
+	c.id = l.inCalls.add(c)
 	return c.id, c
 }
 
@@ -280,9 +277,8 @@ func (c *inCall) end() bool {
 		return false
 	}
 	c.done = true
-	delete(c.l.inCalls, c.id)
+	c.l.inCalls.take(c.id)
 	c.cancel()
-	c.l.inCallsLive.Add(-1)
 	return true
 }
 
@@ -301,7 +297,7 @@ func (c *inCall) reject(err error) {
 
 // cancelInCall cancels the context of call id, if it is still in flight.
 func (l *loop) cancelInCall(id int64) {
-	if c, ok := l.inCalls[id]; ok {
+	if c := l.inCalls.get(id); c != nil {
 		c.cancel()
 	}
 }
@@ -309,15 +305,144 @@ func (l *loop) cancelInCall(id int64) {
 // cancelAllInCalls cancels the context of every OCaml→Go call in flight,
 // at shutdown.
 func (l *loop) cancelAllInCalls() {
-	for _, c := range l.inCalls {
-		c.cancel()
+	for _, c := range l.inCalls.slots {
+		if c != nil {
+			c.cancel()
+		}
 	}
 }
 
 // rejectAllInCalls cancels every OCaml→Go call in flight and rejects its
 // promise with err, at shutdown.
 func (l *loop) rejectAllInCalls(err error) {
-	for _, c := range l.inCalls {
-		c.reject(err)
+	for _, c := range l.inCalls.slots {
+		if c != nil {
+			c.reject(err)
+		}
+	}
+}
+
+// inCallTable numbers the OCaml→Go calls in flight: a call's id is its
+// slot and the slot's generation (gen<<32 | slot), so that a late cancel
+// from OCaml names no call that reused the slot. Lwt thread only, but for
+// live, which CurrentStats reads.
+type inCallTable struct {
+	slots []*inCall
+	gens  []uint32
+	free  []int
+	live  atomic.Int64
+}
+
+func (t *inCallTable) add(c *inCall) int64 {
+	t.live.Add(1)
+	var slot int
+	if n := len(t.free); n > 0 {
+		slot = t.free[n-1]
+		t.free = t.free[:n-1]
+		t.slots[slot] = c
+	} else {
+		slot = len(t.slots)
+		t.slots = append(t.slots, c)
+		t.gens = append(t.gens, 0)
+	}
+	t.gens[slot] = (t.gens[slot] + 1) & (1<<31 - 1) // an OCaml int holds the id
+	return int64(t.gens[slot])<<slotBits | int64(slot)
+}
+
+// get returns call id, or nil if it is not in flight.
+func (t *inCallTable) get(id int64) *inCall {
+	slot, gen := int(id&(1<<slotBits-1)), uint32(id>>slotBits)
+	if id < 0 || slot >= len(t.slots) || t.gens[slot] != gen {
+		return nil
+	}
+	return t.slots[slot]
+}
+
+func (t *inCallTable) take(id int64) {
+	if c := t.get(id); c != nil {
+		slot := int(id & (1<<slotBits - 1))
+		t.slots[slot] = nil
+		t.free = append(t.free, slot)
+		t.live.Add(-1)
+	}
+}
+
+// callContext is the context of an OCaml→Go call, ended by Lwt.cancel of
+// its promise, by the call's end, or by shutdown. Cheaper than
+// context.WithCancel: it is part of the call, and makes its Done channel
+// only when asked. Safe from any goroutine.
+type callContext struct {
+	mu     sync.Mutex
+	done   chan struct{} // made by Done
+	err    error
+	afters []*afterCall // AfterFunc's, until the end
+}
+
+type afterCall struct{ fn func() }
+
+var closedDone = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (c *callContext) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c *callContext) Value(any) any               { return nil }
+
+func (c *callContext) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		if c.err != nil {
+			return closedDone
+		}
+		c.done = make(chan struct{})
+	}
+	return c.done
+}
+
+func (c *callContext) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// AfterFunc runs fn in a goroutine once the context ends (as
+// context.AfterFunc does for its own contexts, which it finds through this
+// method).
+func (c *callContext) AfterFunc(fn func()) (stop func() bool) {
+	a := &afterCall{fn: fn}
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		go fn()
+		return func() bool { return false }
+	}
+	c.afters = append(c.afters, a)
+	c.mu.Unlock()
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i, x := range c.afters {
+			if x == a {
+				c.afters = append(c.afters[:i], c.afters[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func (c *callContext) cancel() {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = context.Canceled
+	if c.done != nil {
+		close(c.done)
+	}
+	afters := c.afters
+	c.afters = nil
+	c.mu.Unlock()
+	for _, a := range afters {
+		go a.fn()
 	}
 }

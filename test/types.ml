@@ -164,11 +164,11 @@ let test_functions_as_values () =
   | _ -> Alcotest.fail "no error"
   | exception I.Go_error { message; _ } -> Alcotest.(check string) "its error" "negative: -1" message);
   (match sync_adder ("goroutine", 1) with
-  | _ -> Alcotest.fail "a goroutine Callback as a plain function"
+  | f -> Alcotest.failf "a goroutine Callback as a plain function: %d" (f 0)
   | exception I.Go_error { message; _ } ->
       Alcotest.(check bool) "says why" true (Astring.String.is_infix ~affix:"made by SyncCallback" message));
   (match adder ("none", 0) with
-  | _ -> Alcotest.fail "a nil Callback"
+  | f -> ignore (f 0 : int Lwt.t); Alcotest.fail "a nil Callback"
   | exception I.Go_error { message; _ } ->
       Alcotest.(check bool) "a nil Callback" true (Astring.String.is_infix ~affix:"nil *Callback" message));
   (* Lwt.cancel reaches the Callback's context. *)
