@@ -79,8 +79,8 @@ type argCodec struct {
 	encode func(p unsafe.Pointer) (value, error)
 }
 
-func argCodecOf[X any](o *otype, offset uintptr) (argCodec, error) {
-	c, err := codecFor[X](o)
+func argCodecOf[X any](o *otype, offset uintptr, dir direction) (argCodec, error) {
+	c, err := codecFor[X](o, dir)
 	if err != nil {
 		return argCodec{}, err
 	}
@@ -97,47 +97,47 @@ func argCodecOf[X any](o *otype, offset uintptr) (argCodec, error) {
 // argsType is implemented by Args2, Args3 and Args4, so that codecFor can
 // build their codecs without reflection.
 type argsType interface {
-	argCodecs(os []*otype) ([]argCodec, error)
+	argCodecs(os []*otype, dir direction) ([]argCodec, error)
 }
 
 // argCodecs matches OCaml's argument types with the Args's, in order.
-func argCodecs(os []*otype, makers ...func(*otype) (argCodec, error)) ([]argCodec, error) {
+func argCodecs(os []*otype, dir direction, makers ...func(*otype, direction) (argCodec, error)) ([]argCodec, error) {
 	if len(os) != len(makers) {
 		return nil, fmt.Errorf("OCaml's function takes %d arguments, Go's %d", len(os), len(makers))
 	}
 	cs := make([]argCodec, len(os))
 	for i, o := range os {
 		var err error
-		if cs[i], err = makers[i](o); err != nil {
+		if cs[i], err = makers[i](o, dir); err != nil {
 			return nil, within(fmt.Sprintf("argument %d", i+1), err)
 		}
 	}
 	return cs, nil
 }
 
-func argAt[X any](offset uintptr) func(*otype) (argCodec, error) {
-	return func(o *otype) (argCodec, error) { return argCodecOf[X](o, offset) }
+func argAt[X any](offset uintptr) func(*otype, direction) (argCodec, error) {
+	return func(o *otype, dir direction) (argCodec, error) { return argCodecOf[X](o, offset, dir) }
 }
 
-func (a Args2[A, B]) argCodecs(os []*otype) ([]argCodec, error) {
-	return argCodecs(os, argAt[A](unsafe.Offsetof(a.First)), argAt[B](unsafe.Offsetof(a.Second)))
+func (a Args2[A, B]) argCodecs(os []*otype, dir direction) ([]argCodec, error) {
+	return argCodecs(os, dir, argAt[A](unsafe.Offsetof(a.First)), argAt[B](unsafe.Offsetof(a.Second)))
 }
 
-func (a Args3[A, B, C]) argCodecs(os []*otype) ([]argCodec, error) {
-	return argCodecs(os, argAt[A](unsafe.Offsetof(a.First)), argAt[B](unsafe.Offsetof(a.Second)),
+func (a Args3[A, B, C]) argCodecs(os []*otype, dir direction) ([]argCodec, error) {
+	return argCodecs(os, dir, argAt[A](unsafe.Offsetof(a.First)), argAt[B](unsafe.Offsetof(a.Second)),
 		argAt[C](unsafe.Offsetof(a.Third)))
 }
 
-func (a Args4[A, B, C, D]) argCodecs(os []*otype) ([]argCodec, error) {
-	return argCodecs(os, argAt[A](unsafe.Offsetof(a.First)), argAt[B](unsafe.Offsetof(a.Second)),
+func (a Args4[A, B, C, D]) argCodecs(os []*otype, dir direction) ([]argCodec, error) {
+	return argCodecs(os, dir, argAt[A](unsafe.Offsetof(a.First)), argAt[B](unsafe.Offsetof(a.Second)),
 		argAt[C](unsafe.Offsetof(a.Third)), argAt[D](unsafe.Offsetof(a.Fourth)))
 }
 
 // argsCodec is the codec of T, an Args, for OCaml's list of arguments.
 // Decoding reads the list's cells first: an argument's decoding calls no
 // OCaml, so the list stays where it is meanwhile.
-func argsCodec[T any](o *otype, at argsType) (*codec[T], error) {
-	cs, err := at.argCodecs(o.elems)
+func argsCodec[T any](o *otype, at argsType, dir direction) (*codec[T], error) {
+	cs, err := at.argCodecs(o.elems, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -154,6 +154,9 @@ func argsCodec[T any](o *otype, at argsType) (*codec[T], error) {
 		},
 		encode: func(x T) (value, error) {
 			list := C.lwt_root_new(valEmptyList)
+			if list == nil {
+				return 0, errAlloc("a list of arguments", len(cs))
+			}
 			defer C.lwt_root_free(list)
 			for i := len(cs) - 1; i >= 0; i-- {
 				v, err := cs[i].encode(unsafe.Pointer(&x))

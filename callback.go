@@ -62,11 +62,11 @@ type callbackType interface {
 // callbackCodec binds the function to OCaml's view of its types once; each
 // crossing then hands OCaml a new handle to the binding.
 func (*Callback[A, R]) callbackCodec(arg, ret *otype, sync bool) (func(any) (value, error), error) {
-	dec, err := codecFor[A](arg)
+	dec, err := codecFor[A](arg, fromOCaml)
 	if err != nil {
 		return nil, within("argument", err)
 	}
-	enc, err := codecFor[R](ret)
+	enc, err := codecFor[R](ret, toOCaml)
 	if err != nil {
 		return nil, within("result", err)
 	}

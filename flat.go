@@ -41,11 +41,17 @@ type flatCodec struct {
 }
 
 // flatReader reads a buffer that OCaml wrote; a malformed one (which OCaml
-// never writes) is an error, never a panic or a huge allocation.
+// never writes) is an error, never a panic or a huge allocation or loop.
 type flatReader struct {
-	b   []byte
-	err error
+	b     []byte
+	err   error
+	empty int // elements of no bytes (units) read so far: bounded
 }
+
+// maxEmpty bounds the elements of no bytes in one value: a list of a
+// million units crosses, a list of lists of units that a few bytes claim
+// to hold 2^60 of does not.
+const maxEmpty = 1 << 24
 
 var errMalformed = errors.New("lwt: malformed value buffer")
 
@@ -64,20 +70,24 @@ func (r *flatReader) u32() uint32 { return le.Uint32(r.take(4)) }
 func (r *flatReader) u64() uint64 { return le.Uint64(r.take(8)) }
 
 // bytes reads a string's or bytes' length and content, in the buffer.
-func (r *flatReader) bytes() []byte { return r.take(int(min(r.u64(), math.MaxInt32))) }
+func (r *flatReader) bytes() []byte {
+	n := r.u64()
+	if n > uint64(len(r.b)) {
+		r.err = errMalformed
+		return nil
+	}
+	return r.take(int(n))
+}
 
 // count reads a list's or array's length, each element at least min bytes.
 func (r *flatReader) count(minSize int) int {
 	n := r.u64()
-	limit := uint64(len(r.b))
-	if minSize > 0 {
-		limit /= uint64(minSize)
-	} else {
-		limit = 1 << 26 // elements of no bytes (units): a bound all the same
-	}
-	if n > limit {
+	if minSize > 0 && n > uint64(len(r.b)/minSize) || minSize == 0 && n > uint64(maxEmpty-r.empty) {
 		r.err = errMalformed
 		return 0
+	}
+	if minSize == 0 {
+		r.empty += int(n)
 	}
 	return int(n)
 }
@@ -162,14 +172,24 @@ func flatCodecOf(o *otype, t reflect.Type) (*flatCodec, error) {
 	return nil, mismatch(o, t, "it crosses only as an argument or a result, not inside another value")
 }
 
-// crossable reports an error if no OCaml type can match the Go type t:
-// checked at Register, before OCaml binds the function with its types.
-func crossable(t reflect.Type) error { return crossableIn(t, false, map[reflect.Type]bool{}) }
+// crossable reports an error if no OCaml type can match the Go type t,
+// going dir: checked at Register, before OCaml binds the function with its
+// types.
+func crossable(t reflect.Type, dir direction) error {
+	return crossableIn(t, dir, false, map[reflect.Type]bool{})
+}
 
-func crossableIn(t reflect.Type, inside bool, seen map[reflect.Type]bool) error {
-	if t.Implements(reflect.TypeFor[handleType]()) || t.Implements(reflect.TypeFor[closureType]()) ||
-		t.Implements(reflect.TypeFor[callbackType]()) || t.Implements(reflect.TypeFor[promiseType]()) ||
-		t == reflect.TypeFor[*Value]() {
+func crossableIn(t reflect.Type, dir direction, inside bool, seen map[reflect.Type]bool) error {
+	held := isLwtGeneric(t, "Handle") || t == reflect.TypeFor[*Value]() || t.Implements(reflect.TypeFor[promiseType]())
+	switch {
+	case t.Implements(reflect.TypeFor[closureType]()) && dir == toOCaml:
+		return fmt.Errorf("a %v is an OCaml function, which Go calls: a Go function for OCaml is an *lwt.Callback", t)
+	case t.Implements(reflect.TypeFor[callbackType]()) && dir == fromOCaml:
+		return fmt.Errorf("a %v is a Go function, which OCaml calls: an OCaml function for Go is an *lwt.Func", t)
+	case t.Implements(reflect.TypeFor[closureType]()) || t.Implements(reflect.TypeFor[callbackType]()):
+		held = true
+	}
+	if held {
 		if inside {
 			return fmt.Errorf("a %v crosses only as an argument or a result, not inside another value", t)
 		}
@@ -184,14 +204,14 @@ func crossableIn(t reflect.Type, inside bool, seen map[reflect.Type]bool) error 
 		reflect.Interface: // a variant, which RegisterVariant may declare later
 		return nil
 	case reflect.Pointer, reflect.Slice:
-		return crossableIn(t.Elem(), true, seen)
+		return crossableIn(t.Elem(), dir, true, seen)
 	case reflect.Struct:
-		if t.Implements(reflect.TypeFor[argsType]()) {
+		if isLwtGeneric(t, "Args2", "Args3", "Args4") {
 			if inside {
 				return fmt.Errorf("%v is the arguments of a function, not a value", t)
 			}
 			for i := range t.NumField() { // each crosses as if alone
-				if err := crossableIn(t.Field(i).Type, false, seen); err != nil {
+				if err := crossableIn(t.Field(i).Type, dir, false, seen); err != nil {
 					return within(fmt.Sprintf("argument %d", i+1), err)
 				}
 			}
@@ -201,7 +221,7 @@ func crossableIn(t reflect.Type, inside bool, seen map[reflect.Type]bool) error 
 			return errors.New("a time.Time crosses as its t.UnixNano() (an int) or t.Format(time.RFC3339Nano) (a string)")
 		}
 		for _, f := range exportedFields(t) {
-			if err := crossableIn(f.Type, true, seen); err != nil {
+			if err := crossableIn(f.Type, dir, true, seen); err != nil {
 				return within(fmt.Sprintf("field %v.%s", t, f.Name), err)
 			}
 		}
@@ -240,7 +260,7 @@ func checkKind(o *otype, t reflect.Type) error {
 	case 'L', 'A':
 		ok = k == reflect.Slice
 	case 'E':
-		ok = t.Implements(resultType)
+		ok = isLwtGeneric(t, "Result")
 	case 'T', '{':
 		ok = k == reflect.Struct
 	case '<':
@@ -323,9 +343,22 @@ type Result[T, E any] struct {
 	IsError bool
 }
 
-func (Result[T, E]) ocamlResult() {}
+// isLwtGeneric reports whether t is an instance of one of this package's
+// generic struct types named (a Result, not a *Result nor a struct
+// embedding one).
+func isLwtGeneric(t reflect.Type, names ...string) bool {
+	if t.Kind() != reflect.Struct || t.PkgPath() != lwtPkgPath {
+		return false
+	}
+	for _, n := range names {
+		if strings.HasPrefix(t.Name(), n+"[") {
+			return true
+		}
+	}
+	return false
+}
 
-var resultType = reflect.TypeFor[interface{ ocamlResult() }]()
+var lwtPkgPath = reflect.TypeFor[Pair[int, int]]().PkgPath()
 
 func resultCodec(o *otype, t reflect.Type) (*flatCodec, error) {
 	okf, errf, flag := t.Field(0), t.Field(1), t.Field(2).Offset

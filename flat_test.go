@@ -1,6 +1,7 @@
 package lwt
 
 import (
+	"context"
 	"math"
 	"reflect"
 	"strings"
@@ -211,6 +212,100 @@ func TestRegisterVariantErrors(t *testing.T) {
 		if err == nil {
 			t.Error("registered")
 		}
+	}
+}
+
+// TestLookalikeTypesAreMismatches: a pointer to one of the package's types,
+// or a struct embedding one, is not that type: a clear error, not a panic.
+func TestLookalikeTypesAreMismatches(t *testing.T) {
+	type embeds struct{ Result[int64, string] }
+	check := func(name string, err error, want string) {
+		t.Helper()
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", name, err, want)
+		}
+	}
+	parse := func(code string) *otype {
+		o, err := parseOType(code)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	_, err := codecFor[*Result[int64, string]](parse("Eis"), fromOCaml)
+	check("*Result", err, "OCaml (int, string) result is not Go *lwt.Result")
+	_, err = codecFor[embeds](parse("Eis"), fromOCaml)
+	check("a struct embedding Result", err, "is not Go lwt.embeds")
+	_, err = codecFor[*Handle[int]](parse("h"), fromOCaml)
+	check("*Handle", err, "an OCaml handle is a Go lwt.Handle[T]")
+	_, err = codecFor[*Args2[int64, int64]](parse("M2ii"), fromOCaml)
+	check("*Args2", err, "several arguments are a Go lwt.Args2")
+	for _, c := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"*Handle registered", RegisterSync("lookalike.handle", func(*Handle[int]) (int64, error) { return 0, nil }),
+			"crosses only as an argument or a result"},
+		{"*Result registered", RegisterSync("lookalike.result", func(*Result[int64, int64]) (int64, error) { return 0, nil }), ""},
+	} {
+		if c.want == "" {
+			if c.err != nil { // an option of a result: fine
+				t.Errorf("%s: %v", c.name, c.err)
+			}
+			continue
+		}
+		check(c.name, c.err, c.want)
+	}
+	t.Cleanup(func() { forgetRegistered("lookalike.result") })
+}
+
+// TestFunctionsGoTheirWay: an *lwt.Func is OCaml's function, which comes
+// from OCaml; an *lwt.Callback is Go's, which goes to OCaml. The other way
+// round is refused when registered or bound, not at each call.
+func TestFunctionsGoTheirWay(t *testing.T) {
+	o, err := parseOType("Fii")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := codecFor[*Callback[int64, int64]](o, fromOCaml); err == nil || !strings.Contains(err.Error(), "is an *lwt.Func") {
+		t.Errorf("a Callback from OCaml: %v", err)
+	}
+	if _, err := codecFor[*Func[int64, int64]](o, toOCaml); err == nil || !strings.Contains(err.Error(), "is an *lwt.Callback") {
+		t.Errorf("a Func to OCaml: %v", err)
+	}
+	for _, err := range []error{
+		RegisterSync("wrongway.arg", func(*Callback[int64, int64]) (int64, error) { return 0, nil }),
+		RegisterSync("wrongway.result", func(int64) (*Func[int64, int64], error) { return nil, nil }),
+		Register("wrongway.args", Fn2(func(context.Context, int64, *Callback[int64, int64]) (int64, error) { return 0, nil })),
+	} {
+		if err == nil || !strings.Contains(err.Error(), "which") {
+			t.Errorf("registered: %v", err)
+		}
+	}
+}
+
+// TestMalformedCountsAreBounded: counts of elements of no bytes (units)
+// are bounded per value, so that a few bytes cannot make a reader loop for
+// long.
+func TestMalformedCountsAreBounded(t *testing.T) {
+	c := mustCodec(t, "LLu", reflect.TypeFor[[][]struct{}]())
+	var b []byte
+	b = le.AppendUint64(b, 32)
+	for range 32 {
+		b = le.AppendUint64(b, maxEmpty/8)
+	}
+	var out [][]struct{}
+	r := flatReader{b: b}
+	c.get(&r, unsafe.Pointer(&out))
+	if r.err == nil {
+		t.Fatalf("%d units in %d bytes read", 32*maxEmpty/8, len(b))
+	}
+	ok := le.AppendUint64(le.AppendUint64(nil, 1), 1000000)
+	r = flatReader{b: ok}
+	c.get(&r, unsafe.Pointer(&out))
+	if r.err != nil || len(out[0]) != 1000000 {
+		t.Fatalf("a million units: %v", r.err)
 	}
 }
 

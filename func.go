@@ -64,11 +64,11 @@ func (*Func[A, R]) closureCodec(arg, ret *otype, sync bool) (func(v value) (any,
 // funcCodecs matches an OCaml function's argument and result types with A
 // and R.
 func funcCodecs[A, R any](arg, ret *otype) (*codec[A], *codec[R], error) {
-	enc, err := codecFor[A](arg)
+	enc, err := codecFor[A](arg, toOCaml)
 	if err != nil {
 		return nil, nil, within("argument", err)
 	}
-	dec, err := codecFor[R](ret)
+	dec, err := codecFor[R](ret, fromOCaml)
 	if err != nil {
 		return nil, nil, within("result", err)
 	}
@@ -353,9 +353,11 @@ func (c *taskCall[R]) finish(v R, err error) {
 func (l *loop) cancelOutCall(s settler, err error) {
 	id := s.state().id
 	if l.outCalls.holds(id, s) {
-		s.abandon(err)
-		C.lwt_cancel(C.intptr_t(id))
+		// OCaml first, before abandon runs Go code that may make calls
+		// (which could reuse the slot that OCaml's cancel names).
 		l.outCalls.take(id)
+		C.lwt_cancel(C.intptr_t(id))
+		s.abandon(err)
 	}
 }
 

@@ -39,7 +39,11 @@ let go_exn (b : bytes) =
   | { kind = 3; _ } -> Lwt.Canceled
   | { message; go_type; stack; _ } -> Go_error { message; go_type; stack }
   | exception _ ->
-      Go_error { message = "lwt: a Go error too large for OCaml's heap (Out_of_memory)"; go_type = ""; stack = "" }
+      let message =
+        if Bytes.length b = 0 then "lwt: a Go error too large for OCaml's heap (Out_of_memory)"
+        else "lwt: a Go error that OCaml could not read (are lwt_interop and the Go package lwt of one version?)"
+      in
+      Go_error { message; go_type = ""; stack = "" }
 
 (* An OCaml exception, as Go reads it (OCamlError). *)
 type ocaml_error = {
@@ -320,8 +324,10 @@ external c_cancel : int -> unit = "lwt_interop_cancel"
 let async_go (start : Ty.wire -> Ty.wire Lwt.u -> int) (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b Lwt.t =
   let of_go = Ty.of_go_promise b in
   fun x ->
+    match a.arg_to_go x with
+    | exception e -> Lwt.fail e (* a getter or dispatcher raised, or Out_of_memory *)
+    | arg -> (
     let p, u = Lwt.task () in
-    let arg = a.arg_to_go x in
     match start arg u with
     | call ->
         Ty.done_with a arg;
@@ -332,7 +338,7 @@ let async_go (start : Ty.wire -> Ty.wire Lwt.u -> int) (a : 'a Ty.t) (b : 'b Ty.
     | exception e ->
         Ty.done_with a arg;
         run_settled ();
-        Lwt.fail e
+        Lwt.fail e)
 
 (* A Go function as an 'a -> 'b: [call arg] calls it. *)
 let sync_go (call : Ty.wire -> Ty.wire) (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b =

@@ -46,7 +46,8 @@ val register_exception : string -> exn -> unit
     [name] with [lwt.RegisterError], both ways: that Go error reaches
     OCaml as [e] (raised as it is), and [e], or any exception of its
     constructor, reaches Go as an [*lwt.OCamlError] that [errors.Is] the
-    Go error. Any thread.
+    Go error. Before {!init} on any thread, after it on the Lwt thread
+    (like {!register}).
     @raise Invalid_argument if [name] is already registered. *)
 
 val init : unit -> unit
@@ -240,7 +241,8 @@ let shape =
   val ( |~ ) : ('v, 'c, 'f -> 'rest) open_variant -> ('v, 'f) case -> ('v, 'c, 'rest) open_variant
 
   val sealv : ('v, 'c, 'v -> 'v case_v) open_variant -> 'v t
-  (** @raise Invalid_argument if there is no case. *)
+  (** @raise Invalid_argument if there is no case, or two constructors of
+      one name. *)
 
   (** {2 Values held across the boundary}
 
@@ -264,10 +266,14 @@ let shape =
 
   val promise : 'a t -> 'a Lwt.t t
   (** Go [*lwt.Promise[A]], both ways. An OCaml promise that Go gets
-      settles Go's; Go's [Promise.Cancel] is [Lwt.cancel] of it. A Go
+      settles Go's, which is pending until the Lwt loop's next turn even if
+      OCaml's is settled; Go's [Promise.Cancel] is [Lwt.cancel] of it. A Go
       promise that OCaml gets settles OCaml's (on the Lwt thread);
-      [Lwt.cancel] of it calls Go's [Promise.Cancel] (which cancels, say,
-      the Go call behind it). *)
+      [Lwt.cancel] of it calls Go's [Promise.Cancel], which cancels the Go
+      call behind a promise of [Func.Go] (other Go promises have nothing to
+      cancel). Until it settles or is cancelled, a Go promise that OCaml got
+      holds a loop task and a call of the bridge, even if OCaml drops it:
+      cancel what you drop. *)
 
   val sync_func : 'a t -> 'b t -> ('a -> 'b) t
   (** A plain function, both ways. From OCaml, Go [*lwt.Func[A, R]] whose

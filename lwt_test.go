@@ -827,7 +827,7 @@ func TestRegisterErrors(t *testing.T) {
 		err  error
 		want string
 	}{
-		{Register("test.chan", noop), "lwt: registering \"test.chan\": Go type chan int cannot cross to OCaml"},
+		{Register("test.chan", noop), "lwt: registering \"test.chan\": argument: Go type chan int cannot cross to OCaml"},
 		{Register("test.map", func(context.Context, map[string]int) (int, error) { return 0, nil }),
 			"Go type map[string]int cannot cross"},
 		{RegisterSync("test.uint", func(int) ([]uint64, error) { return nil, nil }), "Go type uint64 cannot cross"},

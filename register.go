@@ -118,20 +118,21 @@ func must(err error) {
 }
 
 func register[A, R any](name string, k kind, fn func(context.Context, A) (R, error)) error {
-	for _, t := range []reflect.Type{reflect.TypeFor[A](), reflect.TypeFor[R]()} {
-		if err := crossable(t); err != nil {
-			return fmt.Errorf("lwt: registering %q: %w", name, err)
-		}
+	if err := crossable(reflect.TypeFor[A](), fromOCaml); err != nil {
+		return fmt.Errorf("lwt: registering %q: argument: %w", name, err)
+	}
+	if err := crossable(reflect.TypeFor[R](), toOCaml); err != nil {
+		return fmt.Errorf("lwt: registering %q: result: %w", name, err)
 	}
 	g := &goFunc{name: name, kind: k, bindings: map[string]int{},
 		argType: reflect.TypeFor[A](), retType: reflect.TypeFor[R](),
 		holder: &holder{name: fmt.Sprintf("the %s function %q", k, name)}}
 	g.bind = func(arg, ret *otype) (*binding, error) {
-		dec, err := codecFor[A](arg)
+		dec, err := codecFor[A](arg, fromOCaml)
 		if err != nil {
 			return nil, within("argument", err)
 		}
-		enc, err := codecFor[R](ret)
+		enc, err := codecFor[R](ret, toOCaml)
 		if err != nil {
 			return nil, within("result", err)
 		}

@@ -291,9 +291,14 @@ let sealr (type r c) (r : (r, c, r) open_record) : r t =
   let rec read : type c. (r, c) fields -> c -> reader -> r =
    fun fs make r -> match fs with No_field -> make | Field (f, rest) -> read rest (make (f.fflat.read r)) r
   in
-  let names = codes fields in
-  if List.length (List.sort_uniq compare names) <> List.length names then
+  let rec names : type c. (r, c) fields -> string list = function
+    | No_field -> []
+    | Field (f, rest) -> f.fname :: names rest
+  in
+  let names_ = names fields in
+  if List.length (List.sort_uniq compare names_) <> List.length names_ then
     invalid_arg (Printf.sprintf "Lwt_interop.Ty.sealr: record %s has two fields of one name" r.rname);
+  let names = codes fields in
   buffered
     ("{" ^ r.rname ^ ":" ^ String.concat "" names ^ "}")
     r.rname
@@ -348,6 +353,13 @@ let sealv (type v c) (v : (v, c, v -> v case_v) open_variant) : v t =
     | No_case -> []
     | Case (c, rest) -> (c.cname ^ c.ccode) :: codes rest
   in
+  let rec names : type c. (v, c, v -> v case_v) cases -> string list = function
+    | No_case -> []
+    | Case (c, rest) -> c.cname :: names rest
+  in
+  let names_ = names cases in
+  if List.length (List.sort_uniq compare names_) <> List.length names_ then
+    invalid_arg (Printf.sprintf "Lwt_interop.Ty.sealv: variant %s has two constructors of one name" v.vname);
   let dispatch = apply 0 cases v.dispatch in
   let readers = Array.of_list (readers cases) in
   if Array.length readers = 0 then invalid_arg ("Lwt_interop.Ty.sealv: variant " ^ v.vname ^ " has no constructor");

@@ -79,14 +79,26 @@ type codec[T any] struct {
 	encode func(x T) (value, error)
 }
 
-// codecFor matches the OCaml type o with T and returns their codec, or an
-// error naming both. Any goroutine.
-func codecFor[T any](o *otype) (*codec[T], error) {
+// direction is which way a codec's values go: a function's argument goes
+// from OCaml to Go when Go registered the function, from Go to OCaml when
+// OCaml did; the result the other way.
+type direction bool
+
+const (
+	fromOCaml direction = false
+	toOCaml   direction = true
+)
+
+func (d direction) reverse() direction { return !d }
+
+// codecFor matches the OCaml type o with T, for values going dir, and
+// returns their codec, or an error naming both. Any goroutine.
+func codecFor[T any](o *otype, dir direction) (*codec[T], error) {
 	t := reflect.TypeFor[T]()
 	var zero T
 	switch o.code {
 	case 'h':
-		if h, ok := any(zero).(handleType); ok {
+		if h, ok := any(zero).(handleType); ok && isLwtGeneric(t, "Handle") {
 			return h.handleCodec().(*codec[T]), nil
 		}
 		return nil, mismatch(o, t, "an OCaml handle is a Go lwt.Handle[T]")
@@ -96,13 +108,13 @@ func codecFor[T any](o *otype) (*codec[T], error) {
 		}
 		return nil, mismatch(o, t, "an OCaml Opaque.t is a Go *lwt.Value")
 	case 'F', 'S':
-		return functionCodec[T](o)
+		return functionCodec[T](o, dir)
 	case 'M':
 		at, ok := any(zero).(argsType)
-		if !ok {
+		if !ok || !isLwtGeneric(t, "Args2", "Args3", "Args4") {
 			return nil, mismatch(o, t, "several arguments are a Go lwt.Args2, Args3 or Args4 (see lwt.Fn2)")
 		}
-		return argsCodec[T](o, at)
+		return argsCodec[T](o, at, dir)
 	case 'P':
 		pt, ok := any(zero).(promiseType)
 		if !ok {
@@ -149,11 +161,20 @@ func codecFor[T any](o *otype) (*codec[T], error) {
 }
 
 // functionCodec is the codec of a function: an OCaml closure that Go
-// holds (*Func), or a Go function that OCaml holds (*Callback).
-func functionCodec[T any](o *otype) (*codec[T], error) {
+// holds (*Func, from OCaml), or a Go function that OCaml holds (*Callback,
+// to OCaml).
+func functionCodec[T any](o *otype, dir direction) (*codec[T], error) {
 	t := reflect.TypeFor[T]()
 	var zero T
 	sync := o.code == 'S'
+	_, isFunc := any(zero).(closureType)
+	_, isCallback := any(zero).(callbackType)
+	switch {
+	case isFunc && dir == toOCaml:
+		return nil, mismatch(o, t, "a Go function that OCaml calls is an *lwt.Callback (an *lwt.Func is OCaml's function, which Go calls)")
+	case isCallback && dir == fromOCaml:
+		return nil, mismatch(o, t, "an OCaml function that Go calls is an *lwt.Func (an *lwt.Callback is Go's function, which OCaml calls)")
+	}
 	if fc, ok := any(zero).(closureType); ok {
 		hold, err := fc.closureCodec(o.elems[0], o.elems[1], sync)
 		if err != nil {
@@ -167,9 +188,7 @@ func functionCodec[T any](o *otype) (*codec[T], error) {
 				}
 				return f.(T), nil
 			},
-			encode: func(T) (value, error) {
-				return 0, fmt.Errorf("lwt: an OCaml closure (%v) cannot cross back to OCaml", t)
-			},
+			encode: func(T) (value, error) { panic("lwt: an *lwt.Func bound to go to OCaml") }, // refused above
 		}, nil
 	}
 	if cb, ok := any(zero).(callbackType); ok {
@@ -178,9 +197,7 @@ func functionCodec[T any](o *otype) (*codec[T], error) {
 			return nil, within(fmt.Sprintf("in %v", o), err)
 		}
 		return &codec[T]{
-			decode: func(value) (T, error) {
-				return zero, fmt.Errorf("lwt: an OCaml closure is a *lwt.Func, not a %v", t)
-			},
+			decode: func(value) (T, error) { panic("lwt: an *lwt.Callback bound to come from OCaml") }, // refused above
 			encode: func(x T) (value, error) { return enc(x) },
 		}, nil
 	}
@@ -227,13 +244,15 @@ func bufferedCodec[T any](o *otype, t reflect.Type) (*codec[T], error) {
 			if err != nil {
 				return 0, err
 			}
+			flatScratch = nil // in use: copying may run OCaml code, which may encode
+			v := C.lwt_copy_bytes(unsafe.Pointer(unsafe.SliceData(b)), C.size_t(len(b)))
 			if cap(b) <= 1<<20 {
 				flatScratch = b[:0]
 			}
-			if v := C.lwt_copy_bytes(unsafe.Pointer(unsafe.SliceData(b)), C.size_t(len(b))); v != 0 {
-				return v, nil
+			if v == 0 {
+				return 0, errAlloc("a "+o.String(), len(b))
 			}
-			return 0, errAlloc("a "+o.String(), len(b))
+			return v, nil
 		},
 	}, nil
 }

@@ -610,6 +610,11 @@ let types_echo_shape_bound = lazy (I.bind_sync "types.echo_shape" shape_ty shape
 let types_echo_shape : shape -> shape =
  fun x1 -> (Lazy.force types_echo_shape_bound) x1
 
+(* "types.echo_shape_async", a goroutine function in Go. *)
+let types_echo_shape_async_bound = lazy (I.bind "types.echo_shape_async" shape_ty shape_ty)
+let types_echo_shape_async : shape -> shape Lwt.t =
+ fun x1 -> (Lazy.force types_echo_shape_async_bound) x1
+
 (* "types.echo_user", a sync function in Go. *)
 let types_echo_user_bound = lazy (I.bind_sync "types.echo_user" user_ty user_ty)
 let types_echo_user : user -> user =
@@ -742,6 +747,7 @@ let bind_all () =
   ignore (Lazy.force types_echo_results_bound);
   ignore (Lazy.force types_echo_scalars_bound);
   ignore (Lazy.force types_echo_shape_bound);
+  ignore (Lazy.force types_echo_shape_async_bound);
   ignore (Lazy.force types_echo_user_bound);
   ignore (Lazy.force types_echo_users_bound);
   ignore (Lazy.force types_make_user_bound);

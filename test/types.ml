@@ -317,9 +317,33 @@ let test_mismatches () =
   | exception Invalid_argument m ->
       Alcotest.(check bool) "a handle inside a list" true
         (Astring.String.is_infix ~affix:"crosses only as an argument or a result" m));
-  match I.Ty.(record "r" Fun.id |+ field "not a name" int Fun.id |> sealr) with
+  (match I.Ty.(record "r" Fun.id |+ field "not a name" int Fun.id |> sealr) with
   | _ -> Alcotest.fail "a field named with a space"
-  | exception Invalid_argument _ -> ()
+  | exception Invalid_argument _ -> ());
+  (match I.Ty.(record "r" (fun a b -> (a, b)) |+ field "x" int fst |+ field "x" string snd |> sealr) with
+  | _ -> Alcotest.fail "two fields of one name"
+  | exception Invalid_argument _ -> ());
+  (match I.Ty.(variant "v" (fun a b -> function `A -> a | `B -> b) |~ case0 "A" `A |~ case0 "A" `B |> sealv) with
+  | _ -> Alcotest.fail "two constructors of one name"
+  | exception Invalid_argument _ -> ());
+  (* A value that cannot be written (its getter raises) rejects the call's
+     promise, as a Go error would. *)
+  let raising =
+    I.Ty.(
+      variant "shape" (fun _ _ _ _ _ -> raise Exit)
+      |~ case1 "Circle" float (fun r -> Circle r)
+      |~ case1 "Rect" (pair float float) (fun (w, h) -> Rect (w, h))
+      |~ case0 "Empty" Empty
+      |~ case1 "Labelled" labelled (fun l -> Labelled l)
+      |> sealv)
+  in
+  let echo_async = I.bind "types.echo_shape_async" raising raising in
+  match echo_async Empty with
+  | p -> (
+      match Lwt.state p with
+      | Lwt.Fail Exit -> ()
+      | _ -> Alcotest.fail "a getter that raised did not reject the promise")
+  | exception e -> Alcotest.failf "a getter that raised: %s, not a rejected promise" (Printexc.to_string e)
 
 (* Values decoded while the GC runs: many round trips of lists of records,
    each from a fresh heap state. *)

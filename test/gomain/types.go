@@ -89,6 +89,7 @@ func init() {
 			Raw: []byte("r"), Scores: []float64{1, 2}}, nil
 	})
 	lwt.MustRegisterSync("types.echo_shape", echo[Shape])
+	lwt.MustRegister("types.echo_shape_async", func(_ context.Context, s Shape) (Shape, error) { return s, nil })
 	lwt.MustRegisterSync("types.echo_char", echo[byte])
 	lwt.MustRegisterSync("types.echo_id", echo[UserID])
 	lwt.MustRegisterSync("types.echo_scalars", echo[lwt.Tuple4[int32, int64, byte, []float64]])
