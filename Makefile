@@ -8,7 +8,7 @@ DEMO_SECS ?= 6
 STATICCHECK_VERSION = v0.8.2
 GOBIN ?= $(shell go env GOPATH)/bin
 
-.PHONY: demo test lint build deps bench benchmarks
+.PHONY: demo test lint build deps bench bench-instr benchmarks
 
 deps:
 	./.ci/install-deps
@@ -27,9 +27,28 @@ BENCH_SECS ?= 3
 bench: build
 	./_build/default/bench/bench.exe --secs $(BENCH_SECS) --seed ./_build/default/test/seed.exe $(if $(BENCH_TSV),--tsv $(BENCH_TSV))
 
-# make benchmarks: make bench, then BENCHMARKS.md's table written from its TSV.
-benchmarks: build
+# make bench-instr: instructions per iteration or call on the Lwt thread
+#             (the main thread, where a round trip runs), counted by valgrind's
+#             callgrind: stable on a noisy machine, unlike times. TSV rows,
+#             also in _build/bench-instr.tsv; INSTR_N iterations each. Go's
+#             asynchronous preemption (signals) and RDTSCP (which valgrind
+#             3.19 does not decode) are off under valgrind.
+INSTR_N ?= 20000
+
+bench-instr: build
+	rm -rf _build/callgrind && mkdir -p _build/callgrind
+	for exe in test/seed bench/bench; do \
+		GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off valgrind -q --tool=callgrind --separate-threads=yes \
+			--callgrind-out-file=_build/callgrind/$$(basename $$exe).%p ./_build/default/$$exe.exe --instr $(INSTR_N) \
+			2>/dev/null || exit 1; \
+	done
+	cat _build/callgrind/*.*-01 | awk -f bench/callgrind.awk | tee _build/bench-instr.tsv
+
+# make benchmarks: make bench and make bench-instr, then BENCHMARKS.md's table
+# written from their TSV.
+benchmarks: build bench-instr
 	./_build/default/bench/bench.exe --secs $(BENCH_SECS) --seed ./_build/default/test/seed.exe --tsv _build/bench.tsv
+	cat _build/bench-instr.tsv >> _build/bench.tsv
 	{ sed '/<!-- table: begin -->/q' BENCHMARKS.md; echo; echo "$$(date +%F), $$(nproc) CPUs, OCaml $$(ocamlfind ocamlopt -version):"; echo; \
 	  awk -f bench/tsv2md.awk _build/bench.tsv; echo; sed -n '/<!-- table: end -->/,$$p' BENCHMARKS.md; } > _build/BENCHMARKS.md
 	mv _build/BENCHMARKS.md BENCHMARKS.md

@@ -370,13 +370,14 @@ func (t *inCallTable) take(id int64) {
 
 // callContext is the context of an OCaml→Go call, ended by Lwt.cancel of
 // its promise, by the call's end, or by shutdown. Cheaper than
-// context.WithCancel: it is part of the call, and makes its Done channel
-// only when asked. Safe from any goroutine.
+// context.WithCancel: it is part of the call, makes its Done channel only
+// when asked, and Err and a made Done read atomics, without the lock (a
+// loop task reads both at every call into OCaml). Safe from any goroutine.
 type callContext struct {
-	mu     sync.Mutex
-	done   chan struct{} // made by Done
-	err    error
-	afters []*afterCall // AfterFunc's, until the end
+	ended  atomic.Bool
+	done   atomic.Pointer[chan struct{}] // made by Done
+	mu     sync.Mutex                    // serialises Done's making, AfterFunc and cancel
+	afters []*afterCall                  // AfterFunc's, until the end
 }
 
 type afterCall struct{ fn func() }
@@ -387,21 +388,27 @@ func (c *callContext) Deadline() (time.Time, bool) { return time.Time{}, false }
 func (c *callContext) Value(any) any               { return nil }
 
 func (c *callContext) Done() <-chan struct{} {
+	if d := c.done.Load(); d != nil {
+		return *d
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.done == nil {
-		if c.err != nil {
-			return closedDone
-		}
-		c.done = make(chan struct{})
+	if d := c.done.Load(); d != nil {
+		return *d
 	}
-	return c.done
+	d := closedDone
+	if !c.ended.Load() {
+		d = make(chan struct{})
+	}
+	c.done.Store(&d)
+	return d
 }
 
 func (c *callContext) Err() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
+	if c.ended.Load() {
+		return context.Canceled
+	}
+	return nil
 }
 
 // AfterFunc runs fn in a goroutine once the context ends (as
@@ -410,7 +417,7 @@ func (c *callContext) Err() error {
 func (c *callContext) AfterFunc(fn func()) (stop func() bool) {
 	a := &afterCall{fn: fn}
 	c.mu.Lock()
-	if c.err != nil {
+	if c.ended.Load() {
 		c.mu.Unlock()
 		go fn()
 		return func() bool { return false }
@@ -432,13 +439,13 @@ func (c *callContext) AfterFunc(fn func()) (stop func() bool) {
 
 func (c *callContext) cancel() {
 	c.mu.Lock()
-	if c.err != nil {
+	if c.ended.Load() {
 		c.mu.Unlock()
 		return
 	}
-	c.err = context.Canceled
-	if c.done != nil {
-		close(c.done)
+	c.ended.Store(true)
+	if d := c.done.Load(); d != nil {
+		close(*d)
 	}
 	afters := c.afters
 	c.afters = nil

@@ -18,6 +18,7 @@ open Lwt.Infix
 module I = Lwt_interop
 
 let secs = ref 3.
+let instr = ref 0
 let seed_exe = ref ""
 let tsv = ref ""
 let only = ref ""
@@ -28,6 +29,7 @@ let () =
       ("--secs", Arg.Set_float secs, "S  seconds per variant (default 3)");
       ("--seed", Arg.Set_string seed_exe, "SEED_EXE  run the seed scenario with this seed.exe");
       ("--tsv", Arg.Set_string tsv, "PATH  also write the figures as TSV");
+      ("--instr", Arg.Set_int instr, "N  instead, run N calls of each instr/ figure, for callgrind (make bench-instr)");
       ( "--only",
         Arg.Set_string only,
         "GROUP  run one group: seed, ocaml-to-go, go-to-ocaml, values, raw, mem, latency" );
@@ -51,6 +53,7 @@ external pingpong : float -> int * float = "bench_pingpong"
 
 type target =
   | Ratio_at_least of float  (** the value over the baseline's *)
+  | Ratio_at_most of float
   | At_most of float
   | Zero
 
@@ -69,14 +72,31 @@ let add ?baseline ?target name unit value =
 
 (* ---- Measuring ---------------------------------------------------------- *)
 
-(* What one run did: [ops] operations in [secs] seconds. *)
-type sample = { ops : float; secs : float }
+(* What one run did: [ops] operations in [secs] seconds, for [cpu] seconds
+   of the process's CPU time (every thread: Go's too). *)
+type sample = { ops : float; secs : float; cpu : float }
 
-let plus a b = { ops = a.ops +. b.ops; secs = a.secs +. b.secs }
-let sum samples = List.fold_left plus { ops = 0.; secs = 0. } samples
+let plus a b = { ops = a.ops +. b.ops; secs = a.secs +. b.secs; cpu = a.cpu +. b.cpu }
+let sum samples = List.fold_left plus { ops = 0.; secs = 0.; cpu = 0. } samples
+let cpu_now () =
+  let t = Unix.times () in
+  t.Unix.tms_utime +. t.Unix.tms_stime
 
 let per_sec s = s.ops /. s.secs
 let ns_per_op s = s.secs /. s.ops *. 1e9
+let cpu_ns_per_op s = s.cpu /. s.ops *. 1e9
+
+(* [run], its sample with the CPU time the process spent meanwhile. *)
+let timed run dt =
+  let c0 = cpu_now () in
+  run dt >|= fun s -> { s with cpu = cpu_now () -. c0 }
+
+(* A rate figure (ops per second) and its CPU figure: cpu/NAME, the CPU
+   time of the process per operation, against cpu/BASELINE. *)
+let add_rate ?baseline ?target name unit s =
+  add ?baseline ?target name unit (per_sec s);
+  add ?baseline:(Option.map (fun b -> "cpu/" ^ b) baseline) ("cpu/" ^ name) "ns/op" (cpu_ns_per_op s)
+
 let rounds = 3
 
 (* Runs each variant [dt /. rounds] seconds per round, for [rounds] rounds,
@@ -105,7 +125,7 @@ let seq call dt =
   let t0 = now () in
   let rec loop n =
     (if n land 63 = 0 then Lwt.pause () else Lwt.return_unit) >>= fun () ->
-    if n land 63 = 0 && now () >= t0 +. dt then Lwt.return { ops = float n; secs = now () -. t0 }
+    if n land 63 = 0 && now () >= t0 +. dt then Lwt.return { ops = float n; secs = now () -. t0; cpu = 0. }
     else call n >>= fun _ -> loop (n + 1)
   in
   loop 0
@@ -123,7 +143,7 @@ let in_flight k call dt =
       loop ()
   in
   Lwt.join (List.init k (fun _ -> loop ())) >|= fun () ->
-  { ops = float !calls; secs = now () -. t0 }
+  { ops = float !calls; secs = now () -. t0; cpu = 0. }
 
 (* The bridge starts here: the binds below need it. *)
 let () = I.init ()
@@ -133,7 +153,7 @@ let run_for = I.bind_sync "bench.run_for" I.Ty.float I.Ty.unit
 (* Parses what a Go measuring function returns (bench/gomain): the run and
    the Go allocations made meanwhile. *)
 let go_result r =
-  Scanf.sscanf r "%f %f %f" (fun ops ns mallocs -> ({ ops; secs = ns *. 1e-9 }, mallocs))
+  Scanf.sscanf r "%f %f %f" (fun ops ns mallocs -> ({ ops; secs = ns *. 1e-9; cpu = 0. }, mallocs))
 
 (* Runs the Go measuring function [fn] on [arg] for [dt] seconds. *)
 let in_go fn arg dt =
@@ -160,7 +180,7 @@ let sliced run dt =
       Lwt.pause () >>= fun () ->
       run (min slice (dt -. acc.secs)) >>= fun (s, _) -> loop (plus acc s)
   in
-  loop { ops = 0.; secs = 0. }
+  loop { ops = 0.; secs = 0.; cpu = 0. }
 
 (* ---- Seed scenario ------------------------------------------------------ *)
 
@@ -182,16 +202,21 @@ let seed () =
   let ic = open_in out in
   let rec rows () =
     match String.split_on_char '\t' (input_line ic) with
-    | [ variant; f; ips; _ratio ] ->
+    | [ variant; f; ips; _ratio; cpu ] ->
         let name = Printf.sprintf "seed/%s/%s" f variant in
         let baseline = if variant = "pure-lwt" then None else Some ("seed/" ^ f ^ "/pure-lwt") in
-        let target =
+        let target, cpu_target =
+          (* CPU-time ratios (pure Lwt's CPU per iteration over the
+             variant's) of 0.6 and 0.4: the variant's at most 1/0.6 and
+             1/0.4 times pure Lwt's. *)
           match (f, variant) with
-          | "pause", "go-task" -> Some (Ratio_at_least 0.6)
-          | "auto_pause", "go-task" -> Some (Ratio_at_least 0.35)
-          | _ -> None
+          | "pause", "go-task" -> (Some (Ratio_at_least 0.6), Some (Ratio_at_most (1. /. 0.6)))
+          | "auto_pause", "go-task" -> (Some (Ratio_at_least 0.35), Some (Ratio_at_most (1. /. 0.4)))
+          | _ -> (None, None)
         in
         add ?baseline ?target name "iter/s" (float_of_string ips);
+        add ?baseline:(Option.map (fun b -> "cpu/" ^ b) baseline) ?target:cpu_target ("cpu/" ^ name) "ns/iter"
+          (float_of_string cpu);
         rows ()
     | _ -> failwith ("unexpected line in the TSV of " ^ !seed_exe)
     | exception End_of_file -> close_in ic
@@ -213,12 +238,12 @@ let detach x = Lwt_preemptive.detach (fun x -> x) x
 let ocaml_to_go () =
   interleave !secs
     [
-      ("baseline/detach/seq", seq detach);
-      ("ocaml-to-go/goroutine/seq", seq echo_goroutine);
-      ("ocaml-to-go/task/seq", seq echo_task);
-      ("ocaml-to-go/sync/seq", seq echo_sync);
-      ("baseline/detach/1000", in_flight 1000 detach);
-      ("ocaml-to-go/goroutine/1000", in_flight 1000 echo_goroutine);
+      ("baseline/detach/seq", timed (seq detach));
+      ("ocaml-to-go/goroutine/seq", timed (seq echo_goroutine));
+      ("ocaml-to-go/task/seq", timed (seq echo_task));
+      ("ocaml-to-go/sync/seq", timed (seq echo_sync));
+      ("baseline/detach/1000", timed (in_flight 1000 detach));
+      ("ocaml-to-go/goroutine/1000", timed (in_flight 1000 echo_goroutine));
     ]
   >|= List.iter (fun (name, samples) ->
           let baseline, target =
@@ -229,7 +254,7 @@ let ocaml_to_go () =
             | "ocaml-to-go/task/seq" | "ocaml-to-go/sync/seq" -> (Some "baseline/detach/seq", None)
             | _ -> (None, None)
           in
-          add ?baseline ?target name "calls/s" (per_sec (sum samples)))
+          add_rate ?baseline ?target name "calls/s" (sum samples))
 
 (* ---- Go calls OCaml ----------------------------------------------------- *)
 
@@ -249,7 +274,7 @@ let run_in_main f dt =
     (fun () ->
       let t0 = now () in
       let rec loop n =
-        if n land 63 = 0 && now () >= t0 +. dt then { ops = float n; secs = now () -. t0 }
+        if n land 63 = 0 && now () >= t0 +. dt then { ops = float n; secs = now () -. t0; cpu = 0. }
         else (
           ignore (Lwt_preemptive.run_in_main (fun () -> f n) : int);
           loop (n + 1))
@@ -261,17 +286,17 @@ let go_to_ocaml () =
   let calling fn dt = in_go fn inc dt >|= fst in
   interleave !secs
     [
-      ("baseline/run_in_main/seq", run_in_main inc);
-      ("go-to-ocaml/goroutine/seq", calling call_goroutine);
-      ("go-to-ocaml/goroutine/1000", calling call_goroutines);
-      ("go-to-ocaml/task/seq", sliced (in_go call_task inc));
+      ("baseline/run_in_main/seq", timed (run_in_main inc));
+      ("go-to-ocaml/goroutine/seq", timed (calling call_goroutine));
+      ("go-to-ocaml/goroutine/1000", timed (calling call_goroutines));
+      ("go-to-ocaml/task/seq", timed (sliced (in_go call_task inc)));
     ]
   >|= List.iter (fun (name, samples) ->
           let baseline = if name = "baseline/run_in_main/seq" then None else Some "baseline/run_in_main/seq" in
           let target =
             if name = "go-to-ocaml/goroutine/seq" then Some (Ratio_at_least 1.) else None
           in
-          add ?baseline ?target name "calls/s" (per_sec (sum samples)))
+          add_rate ?baseline ?target name "calls/s" (sum samples))
 
 (* ---- Values -------------------------------------------------------------- *)
 
@@ -310,7 +335,7 @@ let pairs1000 = List.map sample_pairs records1000
 let tight ?(per = 1) f dt =
   let t0 = now () in
   let rec loop n =
-    if n land 63 = 0 && now () >= t0 +. dt then { ops = float (n * per); secs = now () -. t0 }
+    if n land 63 = 0 && now () >= t0 +. dt then { ops = float (n * per); secs = now () -. t0; cpu = 0. }
     else (
       f ();
       loop (n + 1))
@@ -328,7 +353,7 @@ let values () =
       ("values/pairs1000/ocaml-to-go", 1000, fun () -> ignore (take_pairs_list pairs1000 : int));
     ]
   in
-  interleave !secs (List.map (fun (name, per, f) -> (name, tight ~per f)) variants) >|= fun results ->
+  interleave !secs (List.map (fun (name, per, f) -> (name, timed (tight ~per f))) variants) >|= fun results ->
   List.iter
     (fun (name, per, f) ->
       let baseline =
@@ -337,7 +362,9 @@ let values () =
             Some (Printf.sprintf "values/%s/%s" (if r = "record10" then "pairs10" else "pairs1000") dir)
         | _ -> None
       in
-      add ?baseline name "ns/value" (ns_per_op (sum (List.assoc name results)));
+      let s = sum (List.assoc name results) in
+      add ?baseline name "ns/value" (ns_per_op s);
+      add ?baseline:(Option.map (fun b -> "cpu/" ^ b) baseline) ("cpu/" ^ name) "ns/value" (cpu_ns_per_op s);
       let calls = 2000 / per in
       let m0 = go_mallocs () in
       for _ = 1 to calls do f () done;
@@ -382,7 +409,7 @@ let notifier_wake = I.bind_sync "bench.notifier_wake" I.Ty.unit I.Ty.string
 let sync_calls f dt =
   let t0 = now () in
   let rec loop n x =
-    if n land 1023 = 0 && now () >= t0 +. dt then { ops = float n; secs = now () -. t0 }
+    if n land 1023 = 0 && now () >= t0 +. dt then { ops = float n; secs = now () -. t0; cpu = 0. }
     else loop (n + 1) (f x)
   in
   Lwt.return (loop 0 0)
@@ -399,7 +426,7 @@ let raw () =
       ( "limit/eventfd-pingpong",
         fun dt ->
           let n, s = pingpong dt in
-          Lwt.return { ops = float n; secs = s } );
+          Lwt.return { ops = float n; secs = s; cpu = 0. } );
     ]
   >|= List.iter (fun (name, samples) ->
           let baseline, target =
@@ -449,7 +476,7 @@ let pauses dt =
       incr n;
       Lwt.pause () >>= loop)
   in
-  loop () >|= fun () -> { ops = float !n; secs = now () -. t0 }
+  loop () >|= fun () -> { ops = float !n; secs = now () -. t0; cpu = 0. }
 
 let mem () =
   (* A run gives its Go allocations (none for pure-lwt, which runs no Go);
@@ -530,6 +557,39 @@ let latency () =
       add ~baseline:"latency/lwt-tick-p99/idle" ("latency/lwt-tick-p99/" ^ v) "ms" (percentile v 99))
     [ "go-saturated"; "go-saturated-yielding"; "go-saturated-leaving-one" ]
 
+(* ---- Instruction counts (make bench-instr) ------------------------------ *)
+
+(* Under callgrind, N calls of each call figure, the counts zeroed before
+   the first and dumped after the last, labelled "instr/NAME N". *)
+external callgrind_zero : unit -> unit = "bench_callgrind_zero"
+external callgrind_dump : string -> unit = "bench_callgrind_dump"
+
+let instr_calls n =
+  let label name = Printf.sprintf "%s %d" name n in
+  let ocaml_to_go name call =
+    (* As [seq]: a turn of the Lwt loop every 64 calls. *)
+    let rec loop i =
+      if i = n then Lwt.return (callgrind_dump (label name))
+      else
+        (if i land 63 = 0 then Lwt.pause () else Lwt.return_unit) >>= fun () ->
+        call i >>= fun _ -> loop (i + 1)
+    in
+    callgrind_zero ();
+    loop 0
+  in
+  ocaml_to_go "instr/ocaml-to-go/task/seq" echo_task >>= fun () ->
+  ocaml_to_go "instr/ocaml-to-go/sync/seq" echo_sync >>= fun () ->
+  (* Go's loop task calls OCaml's inc, which counts. *)
+  let calls = ref 0 in
+  let inc x =
+    if !calls = 0 then callgrind_zero ();
+    incr calls;
+    if !calls = n + 1 then callgrind_dump (label "instr/go-to-ocaml/task/seq");
+    Lwt.return (x + 1)
+  in
+  let rec slices () = if !calls > n then Lwt.return_unit else sliced (in_go call_task inc) 0.05 >>= fun _ -> slices () in
+  slices ()
+
 (* ---- Report ------------------------------------------------------------- *)
 
 let ratio figs f =
@@ -542,11 +602,13 @@ let ratio figs f =
 
 let target_text = function
   | Ratio_at_least x -> Printf.sprintf "ratio >= %g" x
+  | Ratio_at_most x -> Printf.sprintf "ratio <= %.3g" x
   | At_most x -> Printf.sprintf "<= %g" x
   | Zero -> "= 0"
 
 let met f ratio = function
   | Ratio_at_least x -> ( match ratio with Some (_, r) -> r >= x | None -> false)
+  | Ratio_at_most x -> ( match ratio with Some (_, r) -> r <= x | None -> false)
   | At_most x -> f.value <= x
   | Zero -> f.value < 0.0005 (* 0.000 in the table: see mem *)
 
@@ -603,6 +665,10 @@ let groups =
   ]
 
 let () =
+  if !instr > 0 then (
+    Lwt_main.run (instr_calls !instr);
+    I.shutdown ();
+    exit 0);
   let t0 = now () in
   if wants "seed" then
     if !seed_exe = "" then prerr_endline "bench: seed skipped (no --seed)"

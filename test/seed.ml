@@ -5,9 +5,11 @@
    - go-task:   the loop as a Go loop task on the Lwt thread;
    - goroutine: the loop in a plain goroutine, each call posted to Lwt.
    F is Lwt.pause () (every iteration crosses the event loop) or
-   Lwt_unix.auto_pause 0.1 (the seed's own benchmark).
+   Lwt_unix.auto_pause 0.1 (the seed's own benchmark). Besides iterations
+   per second, the CPU time of the whole process per iteration (every
+   thread, Go's too), and its ratio: pure-lwt's over the variant's.
 
-   seed.exe [--secs S] [--tsv PATH] [--gc-smoke S] [--only VARIANT/F]
+   seed.exe [--secs S] [--tsv PATH] [--gc-smoke S] [--only VARIANT/F] [--instr N]
    Exits 1 if a variant made no progress, F ran off the Lwt thread, or the
    bridge still holds anything after a variant stopped. *)
 
@@ -15,6 +17,7 @@ open Lwt.Infix
 module I = Lwt_interop
 
 let secs = ref 6.
+let instr = ref 0
 let tsv = ref ""
 let gc_smoke = ref 0.
 let only = ref ""
@@ -24,6 +27,9 @@ let () =
     [
       ("--secs", Arg.Set_float secs, "S  seconds per variant (default 6)");
       ("--tsv", Arg.Set_string tsv, "PATH  also write the table as TSV");
+      ( "--instr",
+        Arg.Set_int instr,
+        "N  instead, run N iterations of each of pure-lwt and go-task, for callgrind (make bench-instr)" );
       ( "--gc-smoke",
         Arg.Set_float gc_smoke,
         "S  also run go-task with Gc.full_major around every step, S seconds" );
@@ -78,15 +84,22 @@ let check_released name =
   in
   wait 300
 
-(* Runs one variant for [dt] seconds; returns its iterations. *)
+(* CPU time of the whole process (every thread: Go's too), in seconds. *)
+let cpu_now () =
+  let t = Unix.times () in
+  t.Unix.tms_utime +. t.Unix.tms_stime
+
+(* Runs one variant for [dt] seconds; returns its iterations and the CPU
+   time the process spent meanwhile. *)
 let run_once name start f dt =
   let count = ref 0 in
+  let c0 = cpu_now () in
   let p = start (make_f f count) in
   Lwt_unix.sleep dt >>= fun () ->
-  let n = !count in
+  let n = !count and cpu = cpu_now () -. c0 in
   Lwt.cancel p;
   Lwt.catch (fun () -> p >|= fun () -> ()) (fun _ -> Lwt.return_unit) >>= fun () ->
-  check_released name >|= fun () -> n
+  check_released name >|= fun () -> (n, cpu)
 
 (* Interleaves the variants over [rounds] rounds, so that a noisy moment on
    the machine does not fall on one variant alone. *)
@@ -94,6 +107,7 @@ let measure f =
   let rounds = 3 in
   let dt = !secs /. float rounds in
   let totals = Array.make (List.length variants) 0 in
+  let cpus = Array.make (List.length variants) 0. in
   let rec round r =
     if r = rounds then Lwt.return_unit
     else
@@ -102,13 +116,45 @@ let measure f =
           let name = name ^ "/" ^ f_name f in
           if !only <> "" && !only <> name then Lwt.return_unit
           else
-            run_once name start f dt >|= fun n ->
-            totals.(i) <- totals.(i) + n)
+            run_once name start f dt >|= fun (n, cpu) ->
+            totals.(i) <- totals.(i) + n;
+            cpus.(i) <- cpus.(i) +. cpu)
         variants
       >>= fun () -> round (r + 1)
   in
   round 0 >|= fun () ->
-  List.mapi (fun i (name, _) -> (name, float totals.(i) /. !secs)) variants
+  List.mapi
+    (fun i (name, _) -> (name, (float totals.(i) /. !secs, cpus.(i) /. float (max 1 totals.(i)) *. 1e9)))
+    variants
+
+external callgrind_zero : unit -> unit = "test_callgrind_zero"
+external callgrind_dump : string -> unit = "test_callgrind_dump"
+
+(* Runs [n] iterations of variant [name], callgrind's counts zeroed at the
+   first and dumped after the last, labelled "NAME N". *)
+let instr_run n name start f =
+  let count = ref 0 in
+  let stop, stopper = Lwt.wait () in
+  let step = make_f f count in
+  let g () =
+    if !count = 0 then callgrind_zero ();
+    if !count = n then (
+      callgrind_dump (Printf.sprintf "%s %d" name n);
+      Lwt.wakeup_later stopper ());
+    step ()
+  in
+  let p = start g in
+  stop >>= fun () ->
+  Lwt.cancel p;
+  Lwt.catch (fun () -> p) (fun _ -> Lwt.return_unit) >>= fun () -> check_released name
+
+let instr_all n =
+  Lwt_list.iter_s
+    (fun f ->
+      Lwt_list.iter_s
+        (fun (v, start) -> instr_run n (Printf.sprintf "seed/%s/%s" (f_name f) v) start f)
+        (List.filter (fun (v, _) -> v <> "goroutine") variants))
+    [ Pause; Auto_pause ]
 
 let gc_smoke_run dt =
   let count = ref 0 in
@@ -125,6 +171,10 @@ let gc_smoke_run dt =
 
 let () =
   I.init ();
+  if !instr > 0 then (
+    Lwt_main.run (instr_all !instr);
+    I.shutdown ();
+    exit 0);
   let rows =
     Lwt_main.run
       (Lwt_list.map_s
@@ -140,16 +190,16 @@ let () =
       (fun (f, r) ->
         let base = List.assoc "pure-lwt" r in
         List.filter_map
-          (fun (v, ips) ->
+          (fun (v, (ips, cpu)) ->
             if !only <> "" && !only <> v ^ "/" ^ f_name f then None
-            else Some (v, f_name f, ips, ips /. base))
+            else Some (v, f_name f, ips, ips /. fst base, cpu, snd base /. cpu))
           r)
       rows
   in
-  Printf.printf "%-10s %-11s %14s %8s\n" "variant" "F" "iter/s" "ratio";
+  Printf.printf "%-10s %-11s %14s %8s %14s %10s\n" "variant" "F" "iter/s" "ratio" "CPU ns/iter" "CPU ratio";
   List.iter
-    (fun (v, f, ips, ratio) ->
-      Printf.printf "%-10s %-11s %14.0f %8.3f\n" v f ips ratio;
+    (fun (v, f, ips, ratio, cpu, cpu_ratio) ->
+      Printf.printf "%-10s %-11s %14.0f %8.3f %14.0f %10.3f\n" v f ips ratio cpu cpu_ratio;
       if ips <= 0. then fail "%s/%s made no progress" v f)
     table;
   (match smoke with
@@ -159,7 +209,9 @@ let () =
   | None -> ());
   if !tsv <> "" then (
     let oc = open_out !tsv in
-    List.iter (fun (v, f, ips, ratio) -> Printf.fprintf oc "%s\t%s\t%.0f\t%.4f\n" v f ips ratio) table;
+    List.iter
+      (fun (v, f, ips, ratio, cpu, _) -> Printf.fprintf oc "%s\t%s\t%.0f\t%.4f\t%.1f\n" v f ips ratio cpu)
+      table;
     close_out oc);
   if !off_thread > 0 then fail "F ran off the Lwt thread %d times" !off_thread;
   match !failures with
