@@ -35,14 +35,18 @@ bench: build
 #             3.19 does not decode) are off under valgrind.
 INSTR_N ?= 20000
 
-bench-instr: build
+bench-instr: deps
+	./.ci/install-deps valgrind  # before the build: the C stubs include its callgrind.h
+	dune build
 	rm -rf _build/callgrind && mkdir -p _build/callgrind
 	for exe in test/seed bench/bench; do \
 		GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off valgrind -q --tool=callgrind --separate-threads=yes \
 			--callgrind-out-file=_build/callgrind/$$(basename $$exe).%p ./_build/default/$$exe.exe --instr $(INSTR_N) \
 			2>/dev/null || exit 1; \
 	done
-	cat _build/callgrind/*.*-01 | awk -f bench/callgrind.awk | tee _build/bench-instr.tsv
+	cat _build/callgrind/*.*-01 | awk -f bench/callgrind.awk | tee _build/bench-instr.tsv | grep -q . || \
+		{ echo "no counts: the C stubs were built without valgrind's headers (dune clean, then again)"; exit 1; }
+	cat _build/bench-instr.tsv
 
 # make benchmarks: make bench and make bench-instr, then BENCHMARKS.md's table
 # written from their TSV.
