@@ -293,6 +293,17 @@ let shutdown ?(grace = 1.) () =
   | Some _ -> after_go c_shutdown grace
   | None -> ()
 
+let run ?grace f =
+  init ();
+  match Lwt_main.run (Lwt.apply f ()) with
+  | v ->
+      shutdown ?grace ();
+      v
+  | exception e ->
+      let bt = Printexc.get_raw_backtrace () in
+      shutdown ?grace ();
+      Printexc.raise_with_backtrace e bt
+
 type 'a handle
 
 module Opaque = struct

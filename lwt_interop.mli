@@ -70,6 +70,14 @@ val shutdown : ?grace:float -> unit -> unit
     if the bridge is not running).
     @raise Go_error if called from OCaml code that Go itself called. *)
 
+val run : ?grace:float -> (unit -> 'a Lwt.t) -> 'a
+(** [run f] is the bridge around an Lwt program: {!init}, [Lwt_main.run]
+    of [f ()], then {!shutdown} (with [grace]), also when [f] raises or its
+    promise is rejected (the exception is raised again, with its
+    backtrace). On the thread that is to be the Lwt thread; again after it
+    returns, for a new bridge.
+    @raise Go_error as {!init} does, if the bridge is already running. *)
+
 type 'a handle
 (** A Go value that OCaml holds without seeing inside it ([lwt.Handle[T]]
     in Go), to pass it back to Go. The type parameter is yours, to tell

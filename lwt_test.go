@@ -674,6 +674,7 @@ var endToEndCases = []endToEndCase{
 	{name: "nul_in_exception"},
 	{name: "cancel_off_thread"},
 	{name: "shutdown_in_callback"},
+	{name: "run_bracket"},
 	{name: "idle_cost"},
 	{name: "signals_both"},
 	{name: "promise_kinds"},

@@ -294,6 +294,26 @@ let shutdown_in_callback () =
     ];
   print_endline "ok"
 
+(* Lwt_interop.run: init, the program, shutdown, also when it fails; and
+   again. *)
+let run_bracket () =
+  let add1 () = I.bind_sync "test.add1" I.Ty.int I.Ty.int in
+  let v = I.run (fun () -> I.bind "test.echo" I.Ty.string I.Ty.string "in run") in
+  if v <> "in run" then fail "run's result: %s" v;
+  (match add1 () 1 with _ -> fail "the bridge still runs after run" | exception I.Closed -> ());
+  (match I.run (fun () -> I.bind "test.fail" I.Ty.string I.Ty.unit "boom") with
+  | () -> fail "a rejected promise returned"
+  | exception I.Go_error { message = "boom"; _ } -> ()
+  | exception e -> fail "run raised %s" (Printexc.to_string e));
+  (match add1 () 1 with _ -> fail "the bridge runs after a failed run" | exception I.Closed -> ());
+  (match I.run (fun () -> failwith "raised at once") with
+  | () -> fail "no exception"
+  | exception Failure _ -> ());
+  let s = I.stats () in
+  if s.roots + s.tasks + s.calls + s.jobs <> 0 then fail "held after run: %d roots, %d calls" s.roots s.calls;
+  if I.run (fun () -> Lwt.return (add1 () 41)) <> 42 then fail "a third run";
+  print_endline "ok: run brackets the program"
+
 let ctx_switches () =
   let dir = "/proc/self/task" in
   Array.fold_left
@@ -509,6 +529,7 @@ let cases =
     ("nul_in_exception", nul_in_exception);
     ("cancel_off_thread", cancel_off_thread);
     ("shutdown_in_callback", shutdown_in_callback);
+    ("run_bracket", run_bracket);
     ("idle_cost", idle_cost);
     ("signals_both", signals_both);
     ("promise_kinds", promise_kinds);
