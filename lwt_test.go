@@ -645,6 +645,29 @@ func TestEndToEnd(t *testing.T) {
 		if !strings.HasSuffix(string(out), want) {
 			t.Fatalf("the example printed\n%s\nthe README says\n%s", out, want)
 		}
+
+		// The same project with its executable in bin/, as the README's
+		// subsection says.
+		app := filepath.Join(cmd.Dir, "myapp")
+		must := func(err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		must(os.RemoveAll(filepath.Join(app, "_build")))
+		must(os.Mkdir(filepath.Join(app, "bin"), 0o755))
+		must(os.Rename(filepath.Join(app, "main.ml"), filepath.Join(app, "bin", "main.ml")))
+		must(os.WriteFile(filepath.Join(app, "dune"), []byte("(vendored_dirs lwt)\n"), 0o644))
+		must(os.WriteFile(filepath.Join(app, "bin", "dune"), []byte(readmeBlock(t, "### An executable in a subfolder", "dune")), 0o644))
+		bin := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", "dune build ./bin/main.exe && ./_build/default/bin/main.exe")
+		bin.Dir = app
+		if out, err = bin.CombinedOutput(); err != nil {
+			t.Fatalf("the bin/ layout failed: %v\n%s", err, out)
+		}
+		if !strings.HasSuffix(string(out), want) {
+			t.Fatalf("the bin/ layout printed\n%s\nthe README says\n%s", out, want)
+		}
 	})
 }
 
