@@ -351,9 +351,11 @@ let async_go (start : Ty.wire -> Ty.wire Lwt.u -> int) (a : 'a Ty.t) (b : 'b Ty.
         run_settled ();
         Lwt.fail e)
 
-(* A Go function as an 'a -> 'b: [call arg] calls it. *)
+(* A Go function as an 'a -> 'b: [call arg] calls it. Values that cross as
+   themselves need no conversion: the hot path of bind_sync. *)
 let sync_go (call : Ty.wire -> Ty.wire) (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b =
- fun x ->
+  if a.direct && b.direct then fun x -> Ty.unwire (after_go call (Ty.wire x))
+  else fun x ->
   let arg = a.arg_to_go x in
   match after_go call arg with
   | v ->

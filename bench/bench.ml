@@ -577,6 +577,11 @@ let instr_calls n =
     callgrind_zero ();
     loop 0
   in
+  callgrind_zero ();
+  for i = 1 to n do
+    ignore (add1 i : int)
+  done;
+  callgrind_dump (label "instr/raw/ocaml-to-go-sync-call");
   ocaml_to_go "instr/ocaml-to-go/task/seq" echo_task >>= fun () ->
   ocaml_to_go "instr/ocaml-to-go/sync/seq" echo_sync >>= fun () ->
   (* Go's loop task calls OCaml's inc, which counts. *)
