@@ -611,7 +611,7 @@ func TestEndToEnd(t *testing.T) {
 		seen := map[string]bool{}
 		for _, line := range strings.Split(strings.TrimSpace(string(rows)), "\n") {
 			f := strings.Split(line, "\t")
-			if len(f) != 4 || f[2] == "0" {
+			if len(f) != 5 || f[2] == "0" || f[4] == "0.0" { // variant, F, iter/s, ratio, CPU ns/iter
 				t.Errorf("bad or idle row %q", line)
 				continue
 			}
