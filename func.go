@@ -390,6 +390,10 @@ type callTable struct {
 // bridge reuses no id.
 var callGens atomic.Uint32
 
+// genMask keeps an id (gen<<32 | slot) within OCaml's positive ints, which
+// have 62 bits: a generation of 30 bits.
+const genMask = 1<<30 - 1
+
 const slotBits = 32
 
 func (t *callTable) add(s settler) int {
@@ -404,7 +408,7 @@ func (t *callTable) add(s settler) int {
 		t.slots = append(t.slots, s)
 		t.gens = append(t.gens, 0)
 	}
-	gen := callGens.Add(1) & (1<<31 - 1) // an OCaml int holds the id
+	gen := callGens.Add(1) & genMask
 	t.gens[slot] = gen
 	id := int(gen)<<slotBits | slot
 	s.state().id = id

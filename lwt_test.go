@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -890,8 +891,9 @@ func forgetRegistered(name string) {
 // testGoServer builds examples/go-server as the vendoring guide says, runs
 // it, loads it from 32 clients on 127.0.0.1 (every answer checked: a
 // greeting, or a 404 for an empty name), stops it with SIGTERM while a slow
-// request is in flight, and checks that it answered that request and
-// stopped gracefully, holding nothing, having served each request.
+// request is in flight and a connection has sent nothing, and checks that
+// it answered that request and stopped, holding nothing, having served
+// each request.
 func testGoServer(t *testing.T) {
 	script := readmeBlock(t, "## Vendoring into your OCaml project", "sh")
 	script = strings.Replace(script, "examples/hello", "examples/go-server", 1)
@@ -983,10 +985,18 @@ func testGoServer(t *testing.T) {
 		}()
 	}
 	greeted.Wait()
+	http.DefaultClient.CloseIdleConnections()
 	close(errs)
 	for err := range errs {
 		t.Error(err)
 	}
+	// A connection that never sends a request does not hold the server up
+	// (Shutdown alone would wait 5 s for it, past the example's deadline).
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
 	// A request in flight when SIGTERM comes is answered.
 	slow := make(chan error, 1)
 	go func() {
@@ -1014,8 +1024,36 @@ func testGoServer(t *testing.T) {
 	if err := server.Wait(); err != nil {
 		t.Fatalf("the server ended with %v: %s", err, stderr.String())
 	}
+	if strings.Contains(stderr.String(), "stopping the server") {
+		t.Errorf("the server did not stop cleanly: %s", stderr.String())
+	}
 	want := fmt.Sprintf("stopped after %d greetings; held: roots=0 calls=0 tasks=0", clients*each*9/10+1)
 	if last != want {
 		t.Fatalf("the server said %q, want %q", last, want)
+	}
+}
+
+// TestCallIDsFitOCamlInts: ids cross as OCaml ints (62 bits and a sign),
+// however many calls were made before (the generation wraps).
+func TestCallIDsFitOCamlInts(t *testing.T) {
+	old := callGens.Load()
+	defer callGens.Store(old)
+	var out callTable
+	var in inCallTable
+	for _, gen := range []uint32{genMask - 1, genMask, 1<<31 + 5, 1<<32 - 1} {
+		callGens.Store(gen)
+		c := &outCall[int]{}
+		id := out.add(c)
+		if id < 0 || id >= 1<<62 || out.take(id) != c {
+			t.Errorf("out: after %d calls, id %d", gen, id)
+		}
+		in.gens = []uint32{gen}
+		in.slots = []*inCall{nil}
+		in.free = []int{0}
+		ic := &inCall{}
+		iid := in.add(ic)
+		if iid < 0 || iid >= 1<<62 || in.get(iid) != ic {
+			t.Errorf("in: after generation %d, id %d", gen, iid)
+		}
 	}
 }

@@ -346,7 +346,7 @@ func (t *inCallTable) add(c *inCall) int64 {
 		t.slots = append(t.slots, c)
 		t.gens = append(t.gens, 0)
 	}
-	t.gens[slot] = (t.gens[slot] + 1) & (1<<31 - 1) // an OCaml int holds the id
+	t.gens[slot] = (t.gens[slot] + 1) & genMask
 	return int64(t.gens[slot])<<slotBits | int64(slot)
 }
 

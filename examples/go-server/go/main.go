@@ -60,11 +60,16 @@ func init() {
 		return ln.Addr().String(), nil
 	})
 
-	// Stops taking requests and waits (up to secs) for those in flight.
+	// Stops taking requests and waits (up to secs) for those in flight,
+	// then closes what is left: requests still running, and connections
+	// that never sent one (Shutdown counts those idle only after 5 s).
 	lwt.MustRegister("server.stop", func(ctx context.Context, secs float64) (struct{}, error) {
 		ctx, cancel := context.WithTimeout(ctx, time.Duration(secs*float64(time.Second)))
 		defer cancel()
-		return struct{}{}, server.Shutdown(ctx)
+		if err := server.Shutdown(ctx); err != nil {
+			return struct{}{}, server.Close()
+		}
+		return struct{}{}, nil
 	})
 }
 
