@@ -6,7 +6,7 @@
 module I = Lwt_interop
 module T = I.Ty
 
-type counter_handle (* the Go type of an lwt.Handle *)
+type counter_ptr_handle (* the Go type of an lwt.Handle *)
 
 type go_value (* the Go type of an lwt.Handle *)
 
@@ -347,7 +347,7 @@ let test_block : int64 -> unit =
 
 (* "test.bump", a sync function in Go. *)
 let test_bump_bound = lazy (I.bind_sync "test.bump" T.handle T.int64)
-let test_bump : counter_handle I.handle -> int64 =
+let test_bump : counter_ptr_handle I.handle -> int64 =
  fun x1 -> (Lazy.force test_bump_bound) x1
 
 (* "test.call_twice", a task function in Go. *)
@@ -437,7 +437,7 @@ let test_never_stops : unit -> string Lwt.t =
 
 (* "test.new_counter", a sync function in Go. *)
 let test_new_counter_bound = lazy (I.bind_sync "test.new_counter" T.int64 T.handle)
-let test_new_counter : int64 -> counter_handle I.handle =
+let test_new_counter : int64 -> counter_ptr_handle I.handle =
  fun x1 -> (Lazy.force test_new_counter_bound) x1
 
 (* "test.nil_goroutine", a goroutine function in Go. *)
@@ -638,118 +638,118 @@ let types_ocaml_echoes : unit -> string Lwt.t =
 (* Binds every function above now: Invalid_argument, naming both sides, if
    the Go package changed since this file was written. *)
 let bind_all () =
-  ignore (Lazy.force args_apply_bound);
-  ignore (Lazy.force args_call_ocaml_bound);
-  ignore (Lazy.force args_describe_bound);
-  ignore (Lazy.force args_join_bound);
-  ignore (Lazy.force args_sum_bound);
-  ignore (Lazy.force callbacks_adder_bound);
-  ignore (Lazy.force callbacks_apply_sync_bound);
-  ignore (Lazy.force callbacks_hand_over_bound);
-  ignore (Lazy.force callbacks_waiter_bound);
-  ignore (Lazy.force cases_big_argument_bound);
-  ignore (Lazy.force cases_big_bytes_bound);
-  ignore (Lazy.force cases_big_error_bound);
-  ignore (Lazy.force cases_big_handle_bound);
-  ignore (Lazy.force cases_big_in_list_bound);
-  ignore (Lazy.force cases_big_string_bound);
-  ignore (Lazy.force cases_call_goroutine_bound);
-  ignore (Lazy.force cases_call_kind_bound);
-  ignore (Lazy.force cases_call_sync_bound);
-  ignore (Lazy.force cases_call_task_bound);
-  ignore (Lazy.force cases_cap_address_space_bound);
-  ignore (Lazy.force cases_deadlines_bound);
-  ignore (Lazy.force cases_go_chain_bound);
-  ignore (Lazy.force cases_goexit_goroutine_bound);
-  ignore (Lazy.force cases_goexit_sync_bound);
-  ignore (Lazy.force cases_goexit_task_bound);
-  ignore (Lazy.force cases_notified_bound);
-  ignore (Lazy.force cases_notify_bound);
-  ignore (Lazy.force cases_prepare_big_bound);
-  ignore (Lazy.force cases_reset_bound);
-  ignore (Lazy.force cases_set_timer_slack_bound);
-  ignore (Lazy.force cases_stop_bound);
-  ignore (Lazy.force cases_timer_slack_bound);
-  ignore (Lazy.force cases_wait_cancel_bound);
-  ignore (Lazy.force cases_write_closed_pipe_bound);
-  ignore (Lazy.force errors_canceled_bound);
-  ignore (Lazy.force errors_classify_bound);
-  ignore (Lazy.force errors_not_found_bound);
-  ignore (Lazy.force errors_open_bound);
-  ignore (Lazy.force errors_pass_through_bound);
-  ignore (Lazy.force promises_await_bound);
-  ignore (Lazy.force promises_cancel_bound);
-  ignore (Lazy.force promises_failed_bound);
-  ignore (Lazy.force promises_later_bound);
-  ignore (Lazy.force promises_of_call_bound);
-  ignore (Lazy.force rel_add1_bound);
-  ignore (Lazy.force rel_call_loop_bound);
-  ignore (Lazy.force rel_gc_check_bound);
-  ignore (Lazy.force rel_gc_value_bound);
-  ignore (Lazy.force rel_goroutines_bound);
-  ignore (Lazy.force rel_load_bound);
-  ignore (Lazy.force rel_task_add1_bound);
-  ignore (Lazy.force seed_goroutine_bound);
-  ignore (Lazy.force seed_task_bound);
-  ignore (Lazy.force test_add1_bound);
-  ignore (Lazy.force test_await_forever_bound);
-  ignore (Lazy.force test_block_bound);
-  ignore (Lazy.force test_bump_bound);
-  ignore (Lazy.force test_call_twice_bound);
-  ignore (Lazy.force test_cancelled_bound);
-  ignore (Lazy.force test_describe_bound);
-  ignore (Lazy.force test_echo_bound);
-  ignore (Lazy.force test_echo_bytes_bound);
-  ignore (Lazy.force test_echo_nested_bound);
-  ignore (Lazy.force test_fail_bound);
-  ignore (Lazy.force test_give_back_bound);
-  ignore (Lazy.force test_go_shutdown_bound);
-  ignore (Lazy.force test_goroutine_await_timeout_bound);
-  ignore (Lazy.force test_keep_bound);
-  ignore (Lazy.force test_last_err_bound);
-  ignore (Lazy.force test_look_up_bound);
-  ignore (Lazy.force test_named_goroutine_bound);
-  ignore (Lazy.force test_named_sync_bound);
-  ignore (Lazy.force test_named_task_bound);
-  ignore (Lazy.force test_never_stops_bound);
-  ignore (Lazy.force test_new_counter_bound);
-  ignore (Lazy.force test_nil_goroutine_bound);
-  ignore (Lazy.force test_nil_sync_bound);
-  ignore (Lazy.force test_nil_task_bound);
-  ignore (Lazy.force test_nil_value_bound);
-  ignore (Lazy.force test_ocaml_reverses_bound);
-  ignore (Lazy.force test_on_loop_bound);
-  ignore (Lazy.force test_outcomes_goroutine_bound);
-  ignore (Lazy.force test_outcomes_task_bound);
-  ignore (Lazy.force test_panic_goroutine_bound);
-  ignore (Lazy.force test_panic_sync_bound);
-  ignore (Lazy.force test_panic_task_bound);
-  ignore (Lazy.force test_reenter_bound);
-  ignore (Lazy.force test_release_kept_bound);
-  ignore (Lazy.force test_retry_forever_bound);
-  ignore (Lazy.force test_retry_forever_await_bound);
-  ignore (Lazy.force test_shutdown_on_loop_bound);
-  ignore (Lazy.force test_shutdown_self_bound);
-  ignore (Lazy.force test_slow_to_stop_bound);
-  ignore (Lazy.force test_stats_bound);
-  ignore (Lazy.force test_string_handle_bound);
-  ignore (Lazy.force test_sync_result_vs_tasks_bound);
-  ignore (Lazy.force test_task_await_own_bound);
-  ignore (Lazy.force test_task_await_timeout_bound);
-  ignore (Lazy.force test_too_big_in_list_bound);
-  ignore (Lazy.force test_two_shutdowns_bound);
-  ignore (Lazy.force test_wait_cancel_bound);
-  ignore (Lazy.force types_describe_user_bound);
-  ignore (Lazy.force types_echo_char_bound);
-  ignore (Lazy.force types_echo_deep_bound);
-  ignore (Lazy.force types_echo_id_bound);
-  ignore (Lazy.force types_echo_options_bound);
-  ignore (Lazy.force types_echo_results_bound);
-  ignore (Lazy.force types_echo_scalars_bound);
-  ignore (Lazy.force types_echo_shape_bound);
-  ignore (Lazy.force types_echo_shape_async_bound);
-  ignore (Lazy.force types_echo_user_bound);
-  ignore (Lazy.force types_echo_users_bound);
-  ignore (Lazy.force types_make_user_bound);
-  ignore (Lazy.force types_ocaml_echoes_bound);
+  Stdlib.ignore (Lazy.force args_apply_bound);
+  Stdlib.ignore (Lazy.force args_call_ocaml_bound);
+  Stdlib.ignore (Lazy.force args_describe_bound);
+  Stdlib.ignore (Lazy.force args_join_bound);
+  Stdlib.ignore (Lazy.force args_sum_bound);
+  Stdlib.ignore (Lazy.force callbacks_adder_bound);
+  Stdlib.ignore (Lazy.force callbacks_apply_sync_bound);
+  Stdlib.ignore (Lazy.force callbacks_hand_over_bound);
+  Stdlib.ignore (Lazy.force callbacks_waiter_bound);
+  Stdlib.ignore (Lazy.force cases_big_argument_bound);
+  Stdlib.ignore (Lazy.force cases_big_bytes_bound);
+  Stdlib.ignore (Lazy.force cases_big_error_bound);
+  Stdlib.ignore (Lazy.force cases_big_handle_bound);
+  Stdlib.ignore (Lazy.force cases_big_in_list_bound);
+  Stdlib.ignore (Lazy.force cases_big_string_bound);
+  Stdlib.ignore (Lazy.force cases_call_goroutine_bound);
+  Stdlib.ignore (Lazy.force cases_call_kind_bound);
+  Stdlib.ignore (Lazy.force cases_call_sync_bound);
+  Stdlib.ignore (Lazy.force cases_call_task_bound);
+  Stdlib.ignore (Lazy.force cases_cap_address_space_bound);
+  Stdlib.ignore (Lazy.force cases_deadlines_bound);
+  Stdlib.ignore (Lazy.force cases_go_chain_bound);
+  Stdlib.ignore (Lazy.force cases_goexit_goroutine_bound);
+  Stdlib.ignore (Lazy.force cases_goexit_sync_bound);
+  Stdlib.ignore (Lazy.force cases_goexit_task_bound);
+  Stdlib.ignore (Lazy.force cases_notified_bound);
+  Stdlib.ignore (Lazy.force cases_notify_bound);
+  Stdlib.ignore (Lazy.force cases_prepare_big_bound);
+  Stdlib.ignore (Lazy.force cases_reset_bound);
+  Stdlib.ignore (Lazy.force cases_set_timer_slack_bound);
+  Stdlib.ignore (Lazy.force cases_stop_bound);
+  Stdlib.ignore (Lazy.force cases_timer_slack_bound);
+  Stdlib.ignore (Lazy.force cases_wait_cancel_bound);
+  Stdlib.ignore (Lazy.force cases_write_closed_pipe_bound);
+  Stdlib.ignore (Lazy.force errors_canceled_bound);
+  Stdlib.ignore (Lazy.force errors_classify_bound);
+  Stdlib.ignore (Lazy.force errors_not_found_bound);
+  Stdlib.ignore (Lazy.force errors_open_bound);
+  Stdlib.ignore (Lazy.force errors_pass_through_bound);
+  Stdlib.ignore (Lazy.force promises_await_bound);
+  Stdlib.ignore (Lazy.force promises_cancel_bound);
+  Stdlib.ignore (Lazy.force promises_failed_bound);
+  Stdlib.ignore (Lazy.force promises_later_bound);
+  Stdlib.ignore (Lazy.force promises_of_call_bound);
+  Stdlib.ignore (Lazy.force rel_add1_bound);
+  Stdlib.ignore (Lazy.force rel_call_loop_bound);
+  Stdlib.ignore (Lazy.force rel_gc_check_bound);
+  Stdlib.ignore (Lazy.force rel_gc_value_bound);
+  Stdlib.ignore (Lazy.force rel_goroutines_bound);
+  Stdlib.ignore (Lazy.force rel_load_bound);
+  Stdlib.ignore (Lazy.force rel_task_add1_bound);
+  Stdlib.ignore (Lazy.force seed_goroutine_bound);
+  Stdlib.ignore (Lazy.force seed_task_bound);
+  Stdlib.ignore (Lazy.force test_add1_bound);
+  Stdlib.ignore (Lazy.force test_await_forever_bound);
+  Stdlib.ignore (Lazy.force test_block_bound);
+  Stdlib.ignore (Lazy.force test_bump_bound);
+  Stdlib.ignore (Lazy.force test_call_twice_bound);
+  Stdlib.ignore (Lazy.force test_cancelled_bound);
+  Stdlib.ignore (Lazy.force test_describe_bound);
+  Stdlib.ignore (Lazy.force test_echo_bound);
+  Stdlib.ignore (Lazy.force test_echo_bytes_bound);
+  Stdlib.ignore (Lazy.force test_echo_nested_bound);
+  Stdlib.ignore (Lazy.force test_fail_bound);
+  Stdlib.ignore (Lazy.force test_give_back_bound);
+  Stdlib.ignore (Lazy.force test_go_shutdown_bound);
+  Stdlib.ignore (Lazy.force test_goroutine_await_timeout_bound);
+  Stdlib.ignore (Lazy.force test_keep_bound);
+  Stdlib.ignore (Lazy.force test_last_err_bound);
+  Stdlib.ignore (Lazy.force test_look_up_bound);
+  Stdlib.ignore (Lazy.force test_named_goroutine_bound);
+  Stdlib.ignore (Lazy.force test_named_sync_bound);
+  Stdlib.ignore (Lazy.force test_named_task_bound);
+  Stdlib.ignore (Lazy.force test_never_stops_bound);
+  Stdlib.ignore (Lazy.force test_new_counter_bound);
+  Stdlib.ignore (Lazy.force test_nil_goroutine_bound);
+  Stdlib.ignore (Lazy.force test_nil_sync_bound);
+  Stdlib.ignore (Lazy.force test_nil_task_bound);
+  Stdlib.ignore (Lazy.force test_nil_value_bound);
+  Stdlib.ignore (Lazy.force test_ocaml_reverses_bound);
+  Stdlib.ignore (Lazy.force test_on_loop_bound);
+  Stdlib.ignore (Lazy.force test_outcomes_goroutine_bound);
+  Stdlib.ignore (Lazy.force test_outcomes_task_bound);
+  Stdlib.ignore (Lazy.force test_panic_goroutine_bound);
+  Stdlib.ignore (Lazy.force test_panic_sync_bound);
+  Stdlib.ignore (Lazy.force test_panic_task_bound);
+  Stdlib.ignore (Lazy.force test_reenter_bound);
+  Stdlib.ignore (Lazy.force test_release_kept_bound);
+  Stdlib.ignore (Lazy.force test_retry_forever_bound);
+  Stdlib.ignore (Lazy.force test_retry_forever_await_bound);
+  Stdlib.ignore (Lazy.force test_shutdown_on_loop_bound);
+  Stdlib.ignore (Lazy.force test_shutdown_self_bound);
+  Stdlib.ignore (Lazy.force test_slow_to_stop_bound);
+  Stdlib.ignore (Lazy.force test_stats_bound);
+  Stdlib.ignore (Lazy.force test_string_handle_bound);
+  Stdlib.ignore (Lazy.force test_sync_result_vs_tasks_bound);
+  Stdlib.ignore (Lazy.force test_task_await_own_bound);
+  Stdlib.ignore (Lazy.force test_task_await_timeout_bound);
+  Stdlib.ignore (Lazy.force test_too_big_in_list_bound);
+  Stdlib.ignore (Lazy.force test_two_shutdowns_bound);
+  Stdlib.ignore (Lazy.force test_wait_cancel_bound);
+  Stdlib.ignore (Lazy.force types_describe_user_bound);
+  Stdlib.ignore (Lazy.force types_echo_char_bound);
+  Stdlib.ignore (Lazy.force types_echo_deep_bound);
+  Stdlib.ignore (Lazy.force types_echo_id_bound);
+  Stdlib.ignore (Lazy.force types_echo_options_bound);
+  Stdlib.ignore (Lazy.force types_echo_results_bound);
+  Stdlib.ignore (Lazy.force types_echo_scalars_bound);
+  Stdlib.ignore (Lazy.force types_echo_shape_bound);
+  Stdlib.ignore (Lazy.force types_echo_shape_async_bound);
+  Stdlib.ignore (Lazy.force types_echo_user_bound);
+  Stdlib.ignore (Lazy.force types_echo_users_bound);
+  Stdlib.ignore (Lazy.force types_make_user_bound);
+  Stdlib.ignore (Lazy.force types_ocaml_echoes_bound);
   ()

@@ -66,7 +66,14 @@ var kinds = map[string]string{
 
 func generate(w io.Writer, pkg *types.Package, files []*ast.File, lib string) error {
 	g := &gen{variants: map[*types.Named][]*types.Named{}, decls: map[*types.Named]*decl{},
-		visiting: map[*types.Named]bool{}, handles: map[string]bool{}}
+		visiting: map[*types.Named]bool{}, handles: map[string]bool{},
+		typeNames: map[string]bool{}, valueNames: map[string]bool{}, ctors: map[string]string{}}
+	for _, n := range reservedTypes {
+		g.typeNames[n] = true
+	}
+	for _, n := range reservedValues {
+		g.valueNames[n] = true
+	}
 	var regs []registration
 	var skipped []string
 	for _, f := range files {
@@ -144,7 +151,7 @@ func generate(w io.Writer, pkg *types.Package, files []*ast.File, lib string) er
 	io.WriteString(w, funcs.String())
 	fmt.Fprintf(w, "\n(* Binds every function above now: Invalid_argument, naming both sides, if\n   the Go package changed since this file was written. *)\nlet bind_all () =\n")
 	for _, name := range g.bound {
-		fmt.Fprintf(w, "  ignore (Lazy.force %s_bound);\n", name)
+		fmt.Fprintf(w, "  Stdlib.ignore (Lazy.force %s_bound);\n", name)
 	}
 	fmt.Fprintf(w, "  ()\n")
 	if len(skipped) > 0 {
@@ -158,11 +165,9 @@ func generate(w io.Writer, pkg *types.Package, files []*ast.File, lib string) er
 	return nil
 }
 
-// pkgFset says where n is: its file's name and line.
-func pkgFset(n ast.Node) string {
-	p := fileSet.Position(n.Pos())
-	return fmt.Sprintf("%s:%d", filepath.Base(p.Filename), p.Line)
-}
+// pkgFset says where n is: its file's name (not its line, which would
+// change the output at every edit above it).
+func pkgFset(n ast.Node) string { return filepath.Base(fileSet.Position(n.Pos()).Filename) }
 
 // registered reads a Register call: its constant name and its function's
 // types.
@@ -199,6 +204,41 @@ type gen struct {
 	visiting map[*types.Named]bool
 	handles  map[string]bool
 	bound    []string // the functions written
+	// The OCaml names taken, types and values apart, and the constructors
+	// (one per variant case type), with reserved names first: OCaml's own
+	// types, Ty's (its local opens must not see a user type shadow one) and
+	// what the module itself defines.
+	typeNames, valueNames map[string]bool
+	ctors                 map[string]string // constructor: its variant
+}
+
+var (
+	reservedTypes = strings.Fields(`unit bool int char int32 int64 nativeint float string bytes option list
+		array result exn lazy_t format format4 format6 ref t field open_record case_v case open_variant args
+		handle fn wire writer reader flat cases fields`)
+	reservedValues = strings.Fields(`bind_all ignore`)
+)
+
+// fresh returns name, or name_2, name_3…, the first not taken in names,
+// and takes it (and, for a value, its _bound twin).
+func fresh(names map[string]bool, name string, twins ...string) string {
+	for i := 1; ; i++ {
+		n := name
+		if i > 1 {
+			n = fmt.Sprintf("%s_%d", name, i)
+		}
+		free := !names[n]
+		for _, t := range twins {
+			free = free && !names[n+t]
+		}
+		if free {
+			names[n] = true
+			for _, t := range twins {
+				names[n+t] = true
+			}
+			return n
+		}
+	}
 }
 
 // decl is a record or variant: its OCaml type and its Ty.
@@ -220,7 +260,7 @@ func (g *gen) function(r registration) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("result: %w", err)
 	}
-	name := ident(r.name)
+	name := fresh(g.valueNames, ident(r.name), "_bound")
 	sync := r.kind == "sync"
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n(* %q, a %s function in Go. *)\n", r.name, r.kind)
@@ -338,15 +378,18 @@ func (g *gen) lwtType(n *types.Named) (string, string, error) {
 	case "Value":
 		return "I.Opaque.t", "T.opaque", nil
 	case "Handle":
-		h := "go_value"
-		if hn, ok := args.At(0).(*types.Named); ok {
+		h := "go_value" // of an unnamed Go type: one OCaml type for all
+		if hn, ok := types.Unalias(args.At(0)).(*types.Named); ok {
 			h = ident(hn.Obj().Name()) + "_handle"
 		} else if p, ok := args.At(0).(*types.Pointer); ok {
-			if hn, ok := p.Elem().(*types.Named); ok {
-				h = ident(hn.Obj().Name()) + "_handle"
+			if hn, ok := types.Unalias(p.Elem()).(*types.Named); ok {
+				h = ident(hn.Obj().Name()) + "_ptr_handle"
 			}
 		}
-		g.handles[h] = true
+		if !g.handles[h] {
+			g.handles[h] = true
+			g.typeNames[h] = true
+		}
 		return h + " I.handle", "T.handle", nil
 	}
 	return "", "", fmt.Errorf("no OCaml type for Go %v", n)
@@ -379,8 +422,8 @@ func (g *gen) named(n *types.Named) (string, string, error) {
 }
 
 func (g *gen) record(n *types.Named, s *types.Struct) (*decl, error) {
-	name := ident(n.Obj().Name())
 	var fields, makers, getters []string
+	labels := map[string]string{} // OCaml label: its Go field
 	for i := range s.NumFields() {
 		f := s.Field(i)
 		tag := reflect.StructTag(s.Tag(i)).Get("lwt")
@@ -389,18 +432,29 @@ func (g *gen) record(n *types.Named, s *types.Struct) (*decl, error) {
 		}
 		fname := ident(f.Name())
 		if tag != "" {
+			if keywords[tag] || tag != ident(tag) {
+				return nil, fmt.Errorf("field %v.%s: its tag %q is not an OCaml field name", n, f.Name(), tag)
+			}
 			fname = tag
 		}
+		if other, dup := labels[fname]; dup {
+			return nil, fmt.Errorf("fields %s and %s of %v have one OCaml name, %s (name one with an lwt tag)", other, f.Name(), n, fname)
+		}
+		labels[fname] = f.Name()
 		o, ty, err := g.ocaml(f.Type())
 		if err != nil {
 			return nil, fmt.Errorf("field %v.%s: %w", n, f.Name(), err)
 		}
 		fields = append(fields, fmt.Sprintf("%s : %s", fname, o))
 		makers = append(makers, fname)
-		getters = append(getters, fmt.Sprintf("    |+ field %q %s (fun (r : %s) -> r.%s)", fname, ty, name, fname))
+		getters = append(getters, fmt.Sprintf("    |+ field %q %s (fun (r : \x00) -> r.%s)", fname, ty, fname))
 	}
 	if len(fields) == 0 {
 		return nil, fmt.Errorf("%v has no exported field", n)
+	}
+	name := g.typeName(n)
+	for i := range getters {
+		getters[i] = strings.ReplaceAll(getters[i], "(r : \x00)", "(r : "+name+")")
 	}
 	return &decl{
 		name:    name,
@@ -415,12 +469,14 @@ func (g *gen) variant(n *types.Named) (*decl, error) {
 	if !ok {
 		return nil, fmt.Errorf("interface %v is not declared with lwt.RegisterVariant", n)
 	}
-	name := ident(n.Obj().Name())
 	var ctors, params, branches, cs []string
 	for i, c := range cases {
 		cname := c.Obj().Name()
 		if !c.Obj().Exported() {
 			return nil, fmt.Errorf("case %v of %v: an OCaml constructor is capitalised, so must its Go type be", c, n)
+		}
+		if v, taken := g.ctors[cname]; taken {
+			return nil, fmt.Errorf("case %v of %v is a constructor of %s already: an OCaml module has one constructor of a name", c, n, v)
 		}
 		s, ok := c.Underlying().(*types.Struct)
 		if !ok {
@@ -464,12 +520,33 @@ func (g *gen) variant(n *types.Named) (*decl, error) {
 			return nil, fmt.Errorf("case %v of %v has %d fields: at most 4 (a constructor of a tuple)", c, n, len(os))
 		}
 	}
+	name := g.typeName(n)
+	for _, c := range cases {
+		g.ctors[c.Obj().Name()] = name
+	}
 	return &decl{
 		name:    name,
 		typeDef: fmt.Sprintf("%s =\n  | %s", name, strings.Join(ctors, "\n  | ")),
 		tyDef: fmt.Sprintf("let %s_ty : %s T.t =\n  T.(\n    variant %q (fun %s -> function\n      | %s)\n%s\n    |> sealv)",
 			name, name, name, strings.Join(params, " "), strings.Join(branches, "\n      | "), strings.Join(cs, "\n")),
 	}, nil
+}
+
+// typeName takes the OCaml name of a record or variant, and of its Ty
+// value (name_ty), distinct from every other.
+func (g *gen) typeName(n *types.Named) string {
+	base := ident(n.Obj().Name())
+	for i := 1; ; i++ {
+		name := base
+		if i > 1 {
+			name = fmt.Sprintf("%s_%d", base, i)
+		}
+		if !g.typeNames[name] && !g.valueNames[name+"_ty"] {
+			g.typeNames[name] = true
+			g.valueNames[name+"_ty"] = true
+			return name
+		}
+	}
 }
 
 // paren puts parentheses around a function type used as an argument.
@@ -484,7 +561,7 @@ var keywords = map[string]bool{}
 
 func init() {
 	for _, k := range strings.Fields(`and as assert asr begin class constraint do done downto else end exception
-		external false for fun function functor if in include inherit initializer land lazy let lor lsl lsr
+		effect external false for fun function functor if in include inherit initializer land lazy let lor lsl lsr
 		lxor match method mod module mutable new nonrec object of open or private rec sig struct then to true
 		try type val virtual when while with`) {
 		keywords[k] = true

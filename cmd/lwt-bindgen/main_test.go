@@ -7,27 +7,32 @@ import (
 	"testing"
 )
 
-// TestBindingsAreCurrent regenerates test/go_bindings.ml, which the
-// end-to-end suite compiles and calls, and fails if the file in the tree
-// differs: run go generate in test/gomain.
+// TestBindingsAreCurrent regenerates the bindings of test/gomain (which the
+// end-to-end suite compiles and calls) and of test/collide (whose names
+// collide in OCaml: the suite compiles them), and fails if a file in the
+// tree differs: run go generate in the package.
 func TestBindingsAreCurrent(t *testing.T) {
-	pkg, files, err := load("../../test/gomain")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := generate(&buf, pkg, files, "Lwt_interop"); err != nil {
-		t.Fatal(err)
-	}
-	have, err := os.ReadFile("../../test/go_bindings.ml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(have, buf.Bytes()) {
-		cmd := exec.Command("diff", "-u", "../../test/go_bindings.ml", "-")
-		cmd.Stdin = bytes.NewReader(buf.Bytes())
-		diff, _ := cmd.CombinedOutput()
-		t.Fatalf("test/go_bindings.ml is not current: run go generate in test/gomain\n%s", diff)
+	for pkgDir, file := range map[string]string{
+		"../../test/gomain": "../../test/go_bindings.ml", "../../test/collide": "../../test/collide_bindings.ml",
+	} {
+		pkg, files, err := load(pkgDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if err := generate(&buf, pkg, files, "Lwt_interop"); err != nil {
+			t.Fatal(err)
+		}
+		have, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(have, buf.Bytes()) {
+			cmd := exec.Command("diff", "-u", file, "-")
+			cmd.Stdin = bytes.NewReader(buf.Bytes())
+			diff, _ := cmd.CombinedOutput()
+			t.Errorf("%s is not current: run go generate in %s\n%s", file, pkgDir, diff)
+		}
 	}
 }
 
