@@ -42,7 +42,7 @@ bench-instr: deps
 	for exe in test/seed bench/bench; do \
 		GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off valgrind -q --tool=callgrind --separate-threads=yes \
 			--callgrind-out-file=_build/callgrind/$$(basename $$exe).%p ./_build/default/$$exe.exe --instr $(INSTR_N) \
-			2>/dev/null || exit 1; \
+			2>_build/callgrind/$$(basename $$exe).log || { cat _build/callgrind/$$(basename $$exe).log; exit 1; }; \
 	done
 	cat _build/callgrind/*.*-01 | awk -f bench/callgrind.awk | tee _build/bench-instr.tsv | grep -q . || \
 		{ echo "no counts: the C stubs were built without valgrind's headers (dune clean, then again)"; exit 1; }

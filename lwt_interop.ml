@@ -301,7 +301,8 @@ let run ?grace f =
       v
   | exception e ->
       let bt = Printexc.get_raw_backtrace () in
-      shutdown ?grace ();
+      (* The program's exception is the one to see. *)
+      (try shutdown ?grace () with _ -> ());
       Printexc.raise_with_backtrace e bt
 
 type 'a handle
