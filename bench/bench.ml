@@ -186,13 +186,18 @@ let sliced run dt =
 
 (* test/seed.exe, as make demo runs it but in its own process, folded in:
    seed/F/VARIANT in iterations per second, each against pure-lwt with the
-   same F. *)
-let seed () =
+   same F. With nosys, seed-nosys/pause/VARIANT: the same on an engine that
+   polls for I/O once in 64 turns (seed.exe --nosys), where pure Lwt makes
+   no system call per iteration: what is left over pure Lwt is the
+   bridge's own cost. *)
+let seed ?(nosys = false) () =
   let out = Filename.temp_file "bench-seed" ".tsv" in
   let devnull = Unix.openfile "/dev/null" [ Unix.O_WRONLY ] 0 in
   let pid =
     Unix.create_process !seed_exe
-      [| !seed_exe; "--secs"; Printf.sprintf "%g" !secs; "--tsv"; out |]
+      (Array.append
+         [| !seed_exe; "--secs"; Printf.sprintf "%g" !secs; "--tsv"; out |]
+         (if nosys then [| "--nosys" |] else [||]))
       Unix.stdin devnull Unix.stderr
   in
   Unix.close devnull;
@@ -203,15 +208,16 @@ let seed () =
   let rec rows () =
     match String.split_on_char '\t' (input_line ic) with
     | [ variant; f; ips; _ratio; cpu ] ->
-        let name = Printf.sprintf "seed/%s/%s" f variant in
-        let baseline = if variant = "pure-lwt" then None else Some ("seed/" ^ f ^ "/pure-lwt") in
+        let group = if nosys then "seed-nosys" else "seed" in
+        let name = Printf.sprintf "%s/%s/%s" group f variant in
+        let baseline = if variant = "pure-lwt" then None else Some (Printf.sprintf "%s/%s/pure-lwt" group f) in
         let target, cpu_target =
           (* CPU-time ratios (pure Lwt's CPU per iteration over the
              variant's) of 0.6 and 0.4: the variant's at most 1/0.6 and
              1/0.4 times pure Lwt's. *)
-          match (f, variant) with
-          | "pause", "go-task" -> (Some (Ratio_at_least 0.6), Some (Ratio_at_most (1. /. 0.6)))
-          | "auto_pause", "go-task" -> (Some (Ratio_at_least 0.35), Some (Ratio_at_most (1. /. 0.4)))
+          match (nosys, f, variant) with
+          | false, "pause", "go-task" -> (Some (Ratio_at_least 0.6), Some (Ratio_at_most (1. /. 0.6)))
+          | false, "auto_pause", "go-task" -> (Some (Ratio_at_least 0.35), Some (Ratio_at_most (1. /. 0.4)))
           | _ -> (None, None)
         in
         add ?baseline ?target name "iter/s" (float_of_string ips);
@@ -679,7 +685,9 @@ let () =
     if !seed_exe = "" then prerr_endline "bench: seed skipped (no --seed)"
     else (
       prerr_endline "bench: seed";
-      seed ());
+      seed ();
+      prerr_endline "bench: seed-nosys";
+      seed ~nosys:true ());
   Lwt_main.run
     (Lwt_list.iter_s
        (fun (name, run) ->

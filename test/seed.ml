@@ -9,7 +9,7 @@
    per second, the CPU time of the whole process per iteration (every
    thread, Go's too), and its ratio: pure-lwt's over the variant's.
 
-   seed.exe [--secs S] [--tsv PATH] [--gc-smoke S] [--only VARIANT/F] [--instr N]
+   seed.exe [--secs S] [--tsv PATH] [--gc-smoke S] [--only VARIANT/F] [--nosys] [--instr N]
    Exits 1 if a variant made no progress, F ran off the Lwt thread, or the
    bridge still holds anything after a variant stopped. *)
 
@@ -18,6 +18,7 @@ module I = Lwt_interop
 
 let secs = ref 6.
 let instr = ref 0
+let nosys = ref false
 let tsv = ref ""
 let gc_smoke = ref 0.
 let only = ref ""
@@ -27,6 +28,10 @@ let () =
     [
       ("--secs", Arg.Set_float secs, "S  seconds per variant (default 6)");
       ("--tsv", Arg.Set_string tsv, "PATH  also write the table as TSV");
+      ( "--nosys",
+        Arg.Set nosys,
+        " run pause only, on an Lwt engine that polls for I/O once in 64 turns of the loop, so that pure \
+         Lwt's pause makes no system call per iteration (auto_pause's loop turns too seldom for it)" );
       ( "--instr",
         Arg.Set_int instr,
         "N  instead, run N iterations of each of pure-lwt and go-task, for callgrind (make bench-instr)" );
@@ -169,7 +174,21 @@ let gc_smoke_run dt =
   Lwt.catch (fun () -> p) (fun _ -> Lwt.return_unit) >>= fun () ->
   check_released "gc-smoke" >|= fun () -> !count
 
+(* Lwt's select engine, polling once in 64 turns of the loop that do not
+   block: pure Lwt's pause loop then makes (almost) no system call, and
+   what a system call costs this week weighs on no variant. *)
+class nosys_engine =
+  object
+    inherit Lwt_engine.select as super
+    val mutable turns = 0
+
+    method! iter block =
+      turns <- turns + 1;
+      if block || turns land 63 = 0 then super#iter block
+  end
+
 let () =
+  if !nosys then Lwt_engine.set (new nosys_engine);
   I.init ();
   if !instr > 0 then (
     Lwt_main.run (instr_all !instr);
@@ -179,7 +198,7 @@ let () =
     Lwt_main.run
       (Lwt_list.map_s
          (fun f -> measure f >|= fun r -> (f, r))
-         [ Pause; Auto_pause ])
+         (if !nosys then [ Pause ] else [ Pause; Auto_pause ]))
   in
   let smoke =
     if !gc_smoke > 0. then Some (Lwt_main.run (gc_smoke_run !gc_smoke)) else None
