@@ -369,48 +369,31 @@ let sync_go (call : Ty.wire -> Ty.wire) (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b =
 module Ty = struct
   include Ty
 
+  (* A value held across, converted by to_go and of_go; never inside a flat
+     value. *)
+  let held code name to_go of_go = { code; name; flat = None; to_go; of_go; direct = false; arg_to_go = to_go }
+
   (* An OCaml closure crosses as itself, wrapped to take and return values
      as they cross; a Go Callback as a handle, which the closure made here
      holds. *)
   let func a b =
-    let to_go f = wire (for_go a b f) in
-    {
-      code = "F" ^ a.code ^ b.code;
-      name = Printf.sprintf "(%s -> %s Lwt.t)" a.name b.name;
-      flat = None;
-      to_go;
-      of_go = (fun h -> async_go (c_call_callback h) a b);
-      direct = false;
-      arg_to_go = to_go;
-    }
+    held ("F" ^ a.code ^ b.code)
+      (Printf.sprintf "(%s -> %s Lwt.t)" a.name b.name)
+      (fun f -> wire (for_go a b f))
+      (fun h -> async_go (c_call_callback h) a b)
 
   (* A promise crosses as a function that returns it, called at once on the
      other side: to Go, a closure; from Go, a Callback awaiting Go's
      promise (whose Lwt.cancel cancels Go's). *)
   let promise a =
     let f = func unit a in
-    let to_go p = f.to_go (fun () -> p) in
-    {
-      code = "P" ^ a.code;
-      name = a.name ^ " Lwt.t";
-      flat = None;
-      to_go;
-      of_go = (fun h -> f.of_go h ());
-      direct = false;
-      arg_to_go = to_go;
-    }
+    held ("P" ^ a.code) (a.name ^ " Lwt.t") (fun p -> f.to_go (fun () -> p)) (fun h -> f.of_go h ())
 
   let sync_func a b =
-    let to_go f = wire (for_go a b (fun x -> Lwt.return (f x))) in
-    {
-      code = "S" ^ a.code ^ b.code;
-      name = Printf.sprintf "(%s -> %s)" a.name b.name;
-      flat = None;
-      to_go;
-      of_go = (fun h -> sync_go (c_call_callback_sync h) a b);
-      direct = false;
-      arg_to_go = to_go;
-    }
+    held ("S" ^ a.code ^ b.code)
+      (Printf.sprintf "(%s -> %s)" a.name b.name)
+      (fun f -> wire (for_go a b (fun x -> Lwt.return (f x))))
+      (fun h -> sync_go (c_call_callback_sync h) a b)
 end
 
 (* The kinds of Go function, as in lwt_interop.h. *)

@@ -567,8 +567,8 @@ let latency () =
 
 (* Under callgrind, N calls of each call figure, the counts zeroed before
    the first and dumped after the last, labelled "instr/NAME N". *)
-external callgrind_zero : unit -> unit = "bench_callgrind_zero"
-external callgrind_dump : string -> unit = "bench_callgrind_dump"
+external callgrind_zero : unit -> unit = "lwt_callgrind_zero"
+external callgrind_dump : string -> unit = "lwt_callgrind_dump"
 
 let instr_calls n =
   let label name = Printf.sprintf "%s %d" name n in

@@ -111,31 +111,3 @@ value bench_pingpong(value secs)
   Store_field(res, 1, caml_copy_double(elapsed));
   CAMLreturn(res);
 }
-
-/* ---- Instruction counts (make bench-instr) --------------------------------
- *
- * Under valgrind's callgrind, zero the counts and dump them with a label:
- * what ran in between is one measure. Elsewhere (or without valgrind's
- * headers) these do nothing. */
-#if defined(__has_include)
-#if __has_include(<valgrind/callgrind.h>)
-#include <valgrind/callgrind.h>
-#endif
-#endif
-#ifndef CALLGRIND_ZERO_STATS
-#define CALLGRIND_ZERO_STATS
-#define CALLGRIND_DUMP_STATS_AT(label) ((void)(label))
-#endif
-
-value bench_callgrind_zero(value unit)
-{
-  (void)unit;
-  CALLGRIND_ZERO_STATS;
-  return Val_unit;
-}
-
-value bench_callgrind_dump(value label)
-{
-  CALLGRIND_DUMP_STATS_AT(String_val(label));
-  return Val_unit;
-}

@@ -132,8 +132,8 @@ let measure f =
     (fun i (name, _) -> (name, (float totals.(i) /. !secs, cpus.(i) /. float (max 1 totals.(i)) *. 1e9)))
     variants
 
-external callgrind_zero : unit -> unit = "test_callgrind_zero"
-external callgrind_dump : string -> unit = "test_callgrind_dump"
+external callgrind_zero : unit -> unit = "lwt_callgrind_zero"
+external callgrind_dump : string -> unit = "lwt_callgrind_dump"
 
 (* Runs [n] iterations of variant [name], callgrind's counts zeroed at the
    first and dumped after the last, labelled "NAME N". *)
