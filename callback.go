@@ -29,6 +29,9 @@ import (
 type Callback[A, R any] struct {
 	g  *goFunc
 	fn func(context.Context, A) (R, error)
+	// released, if set, runs when OCaml's GC frees a closure of this
+	// Callback, in its finaliser: it must not call OCaml.
+	released func()
 }
 
 // NewCallback is a Callback whose calls each run fn in a new goroutine.
@@ -80,6 +83,7 @@ func (*Callback[A, R]) callbackCodec(arg, ret *otype, sync bool) (func(any) (val
 		}
 		handlesLive.Add(1)
 		b := bindFunc(c.g, c.fn, dec, enc)
+		b.released = c.released
 		return C.lwt_new_handle(C.uintptr_t(cgo.NewHandle(b)), C.size_t(reflect.TypeFor[binding]().Size())), nil
 	}, nil
 }

@@ -34,6 +34,7 @@ type loop struct {
 	jobs   []func() // posted, not yet run
 	woken  bool     // the notifier was written and runPending has not yet drained it
 	closed atomic.Bool
+	gone   chan struct{} // closed with closed set: streams' producers stop waiting
 	notify *notifier
 
 	wd        *watchdog
@@ -69,7 +70,7 @@ func newLoop() (*loop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lwt: creating the notifier: %w", err)
 	}
-	return &loop{notify: n, live: make(map[*task]struct{}), wd: newWatchdog(),
+	return &loop{notify: n, gone: make(chan struct{}), live: make(map[*task]struct{}), wd: newWatchdog(),
 		roots: make(map[*ocamlRoot]struct{})}, nil
 }
 
@@ -372,6 +373,7 @@ func (l *loop) shutdown(failAll func()) error {
 	l.wd.stopWatching()
 	l.mu.Lock()
 	l.closed.Store(true)
+	close(l.gone)
 	jobs := l.jobs
 	l.jobs = nil
 	l.mu.Unlock()

@@ -180,7 +180,8 @@ func crossable(t reflect.Type, dir direction) error {
 }
 
 func crossableIn(t reflect.Type, dir direction, inside bool, seen map[reflect.Type]bool) error {
-	held := isLwtGeneric(t, "Handle") || t == reflect.TypeFor[*Value]() || t.Implements(reflect.TypeFor[promiseType]())
+	held := isLwtGeneric(t, "Handle") || t == reflect.TypeFor[*Value]() || t.Implements(reflect.TypeFor[promiseType]()) ||
+		t.Implements(reflect.TypeFor[streamType]())
 	switch {
 	case t.Implements(reflect.TypeFor[closureType]()) && dir == toOCaml:
 		return fmt.Errorf("a %v is an OCaml function, which Go calls: a Go function for OCaml is an *lwt.Callback", t)

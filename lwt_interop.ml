@@ -366,6 +366,61 @@ let sync_go (call : Ty.wire -> Ty.wire) (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b =
       Ty.done_with a arg;
       raise e
 
+(* An OCaml stream as Go reads it. Go asks for n values when it has room
+   for n: the first read waits, the rest are those ready now (peek makes a
+   producer of Lwt_stream.from run, and consumes nothing if it waits). An
+   exception after some values is raised at the next pull, after them. *)
+let pull_of_lwt_stream s =
+  let failed = ref None in
+  let rec ready acc n =
+    if n = 0 then (acc, false)
+    else
+      match Lwt.state (Lwt_stream.peek s) with
+      | Lwt.Return (Some x) ->
+          Lwt_stream.junk s |> ignore;
+          ready (x :: acc) (n - 1)
+      | Lwt.Return None -> (acc, true)
+      | Lwt.Sleep -> (acc, false)
+      | Lwt.Fail e | (exception e) ->
+          failed := Some e;
+          (acc, false)
+  in
+  fun n ->
+    match !failed with
+    | Some e ->
+        failed := None;
+        Lwt.fail e
+    | None ->
+        Lwt.map
+          (function
+            | None -> ([], true)
+            | Some x ->
+                let xs, last = ready [ x ] (n - 1) in
+                (List.rev xs, last))
+          (Lwt_stream.get s)
+
+(* A Go stream as OCaml reads it: a batch of the values ready in Go's buffer
+   (bounded by it) at a time, asked for when the last is read. After an
+   exception, the stream ends. *)
+let lwt_stream_of_pull pull =
+  let batch = Queue.create () and last = ref false in
+  let rec next () =
+    match Queue.take_opt batch with
+    | Some x -> Lwt.return_some x
+    | None when !last -> Lwt.return_none
+    | None ->
+        Lwt.try_bind
+          (fun () -> pull max_int)
+          (fun (xs, is_last) ->
+            last := is_last;
+            List.iter (fun x -> Queue.push x batch) xs;
+            next ())
+          (fun e ->
+            last := true;
+            Lwt.fail e)
+  in
+  Lwt_stream.from next
+
 module Ty = struct
   include Ty
 
@@ -394,6 +449,17 @@ module Ty = struct
       (Printf.sprintf "(%s -> %s)" a.name b.name)
       (fun f -> wire (for_go a b (fun x -> Lwt.return (f x))))
       (fun h -> sync_go (c_call_callback_sync h) a b)
+
+  (* A stream crosses as the function that reads it a batch at a time:
+     [pull n] is up to n values (at least one, unless it is the end) and
+     whether they are the last. An exception ends the stream. *)
+  let stream a =
+    let batch = pair (list a) bool in
+    held ("Q" ^ a.code) (a.name ^ " Lwt_stream.t")
+      (* Go reads a batch before it asks for the next: one buffer serves
+         them all. *)
+      (fun s -> (func int (reusing_writer batch)).to_go (pull_of_lwt_stream s))
+      (fun h -> lwt_stream_of_pull ((func int batch).of_go h))
 end
 
 (* The kinds of Go function, as in lwt_interop.h. *)

@@ -289,6 +289,29 @@ let shape =
       [*lwt.Callback[A, R]] made by [lwt.SyncCallback] (another kind is a
       [Go_error] when it crosses), called directly. *)
 
+  val stream : 'a t -> 'a Lwt_stream.t t
+  (** A stream of values, both ways, read in batches: each crossing carries
+      all the values ready, up to the buffer's size. ['a] is a type of the
+      sections above (not a handle, opaque, function or promise).
+
+      From Go, an [*lwt.Stream[A]] that a Go producer writes (through the
+      [lwt.Sender] of [lwt.NewStream], or [lwt.StreamOf] of an
+      [iter.Seq2[A, error]]): its bounded buffer makes the producer wait
+      while OCaml has not read. Its end ends the Lwt stream; its error
+      (a {!Go_error}, or the exception registered for it) is raised by the
+      read after the last value, and ends the stream. OCaml's GC collecting
+      the Lwt stream stops Go's producer ([Sender.Send] returns
+      [lwt.ErrStreamStopped]); so does {!shutdown} ([lwt.ErrClosed]).
+
+      From OCaml, any [Lwt_stream.t], which Go then reads ([Stream.Recv],
+      or [Stream.All] as an [iter.Seq2[A, error]]) and OCaml should not:
+      Go reads ahead up to 64 values. An exception raised by a read (of a
+      stream made by [Lwt_stream.from], for example) ends Go's stream with
+      an [*lwt.OCamlError]. When Go stops reading ([Stream.Close], or a
+      loop over [All] left early), it reads no more: a producer of
+      [Lwt_stream.from] is not called again, and a bounded push waits, as
+      for any Lwt stream whose reader left. *)
+
   val to_string : 'a t -> string
   (** The type as OCaml spells it, e.g. ["(unit -> int Lwt.t)"]. *)
 

@@ -8,7 +8,7 @@ package lwt
 //	3 int32  6 int64  h handle   o opaque
 //	?T option   LT list   AT array   ETU (T, U) result
 //	TnT1..Tn tuple of n (2 to 4)   FTU (T -> U Lwt.t)   STU (T -> U)
-//	PT T Lwt.t   MnT1..Tn the arguments of a function of n (2 to 9)
+//	PT T Lwt.t   QT T Lwt_stream.t   MnT1..Tn the arguments of a function of n (2 to 9)
 //	{name:field:T...}  record: each field its name, ':' and its type
 //	<name:Ctor:T Ctor....>  variant: each constructor its name, then ':'
 //	                        and its argument's type, or '.' if constant
@@ -87,7 +87,7 @@ func (p *typeParser) parse() *otype {
 	t := &otype{code: p.next()}
 	switch t.code {
 	case 'u', 'b', 'i', 'c', 'f', 's', 'y', '3', '6', 'h', 'o':
-	case '?', 'L', 'A', 'P':
+	case '?', 'L', 'A', 'P', 'Q':
 		t.elems = []*otype{p.parse()}
 	case 'E', 'F', 'S':
 		t.elems = []*otype{p.parse(), p.parse()}
@@ -140,6 +140,8 @@ func (t *otype) String() string {
 		return t.elems[0].String() + " array"
 	case 'P':
 		return t.elems[0].String() + " Lwt.t"
+	case 'Q':
+		return t.elems[0].String() + " Lwt_stream.t"
 	case 'E':
 		return "(" + t.elems[0].String() + ", " + t.elems[1].String() + ") result"
 	case 'F':

@@ -59,6 +59,9 @@ type binding struct {
 	// call runs a sync function on the Lwt thread; lwt_go_call_sync
 	// recovers its panics.
 	call func(arg value) (value, error)
+	// released runs when OCaml's GC frees the closure holding the binding
+	// (a Callback's), if set.
+	released func()
 }
 
 var errGoexit = errors.New("lwt: the Go function called runtime.Goexit")

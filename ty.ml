@@ -140,6 +140,24 @@ let buffered code name flat =
     arg_to_go = (fun x -> write (take_writer ()) x);
   }
 
+(* [t] writing each value into one buffer of its own, reused: for results
+   that Go has read before the next one is written (a stream's batches),
+   which would otherwise each grow a buffer, in the major heap when
+   large. *)
+let reusing_writer t =
+  match t.flat with
+  | Some flat when not t.direct ->
+      let w = writer () in
+      {
+        t with
+        to_go =
+          (fun x ->
+            w.pos <- 0;
+            flat.write w x;
+            wire w);
+      }
+  | _ -> t
+
 let flat_of fn t =
   match t.flat with
   | Some f -> f

@@ -120,20 +120,13 @@ func codecFor[T any](o *otype, dir direction) (*codec[T], error) {
 		if !ok {
 			return nil, mismatch(o, t, "an OCaml promise is a Go *lwt.Promise[T]")
 		}
-		dec, enc, err := pt.promiseCodec(o.elems[0])
-		if err != nil {
-			return nil, within(fmt.Sprintf("in %v", o), err)
+		return heldCodec[T](o, pt.promiseCodec)
+	case 'Q':
+		st, ok := any(zero).(streamType)
+		if !ok {
+			return nil, mismatch(o, t, "an OCaml Lwt_stream.t is a Go *lwt.Stream[T]")
 		}
-		return &codec[T]{
-			decode: func(v value) (T, error) {
-				p, err := dec(v)
-				if err != nil {
-					return zero, err
-				}
-				return p.(T), nil
-			},
-			encode: func(x T) (value, error) { return enc(x) },
-		}, nil
+		return heldCodec[T](o, st.streamCodec)
 	}
 	if err := checkKind(o, t); err != nil {
 		return nil, err
@@ -271,6 +264,26 @@ func encodeInt(n int64) (value, error) {
 	return valInt(n), nil
 }
 
+// heldCodec is the codec of a value that crosses as a function (a promise,
+// a stream), from its element's codecs over any.
+func heldCodec[T any](o *otype, codecs func(elem *otype) (func(value) (any, error), func(any) (value, error), error)) (*codec[T], error) {
+	dec, enc, err := codecs(o.elems[0])
+	if err != nil {
+		return nil, within(fmt.Sprintf("in %v", o), err)
+	}
+	return &codec[T]{
+		decode: func(v value) (T, error) {
+			x, err := dec(v)
+			if err != nil {
+				var zero T
+				return zero, err
+			}
+			return x.(T), nil
+		},
+		encode: func(x T) (value, error) { return enc(x) },
+	}, nil
+}
+
 // closureType is implemented by *Func[A, R], so that codecOf can build
 // codecs for closure types without reflection.
 type closureType interface {
@@ -344,6 +357,9 @@ func approxSize(v reflect.Value, depth int) uintptr {
 
 // freeHandle deletes a handle that OCaml's GC collected.
 func freeHandle(h uintptr) {
+	if b, ok := cgo.Handle(h).Value().(*binding); ok && b.released != nil {
+		b.released()
+	}
 	cgo.Handle(h).Delete()
 	handlesLive.Add(-1)
 }

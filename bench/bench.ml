@@ -32,7 +32,7 @@ let () =
       ("--instr", Arg.Set_int instr, "N  instead, run N calls of each instr/ figure, for callgrind (make bench-instr)");
       ( "--only",
         Arg.Set_string only,
-        "GROUP  run one group: seed, ocaml-to-go, go-to-ocaml, values, raw, mem, latency" );
+        "GROUP  run one group: seed, ocaml-to-go, go-to-ocaml, values, stream, raw, mem, latency" );
     ]
     (fun a -> raise (Arg.Bad a))
     "bench.exe [--secs S] [--seed SEED_EXE] [--tsv PATH] [--only GROUP]"
@@ -378,6 +378,69 @@ let values () =
       add ("mem/go-allocs-per-value/" ^ String.concat "/" (List.tl (String.split_on_char '/' name))) "allocs" allocs)
     variants
 
+(* ---- Streams ------------------------------------------------------------ *)
+
+(* 4 KiB chunks each way (stream/...: chunks/s, and mib/stream/... in MiB/s),
+   against the same chunks as one call each, awaited in turn
+   (baseline/chunk-call/...); a goroutine reads or writes them in Go:
+   - ocaml-to-go: an Lwt_stream.from_direct of the chunks, which Go reads;
+     its baseline calls a goroutine function with each chunk;
+   - go-to-ocaml: a Go producer (lwt.StreamOf) that OCaml reads with
+     Lwt_stream.next; its baseline calls a goroutine function returning a
+     chunk. *)
+let chunk = String.make 4096 'x'
+let stream_read = I.bind "bench.stream.read" I.Ty.(stream string) I.Ty.int
+let take_chunk = I.bind "bench.stream.take_chunk" I.Ty.string I.Ty.int
+let stream_write = I.bind "bench.stream.write" I.Ty.unit I.Ty.(stream string)
+let give_chunk = I.bind "bench.stream.give_chunk" I.Ty.unit I.Ty.string
+
+(* [next n] gets the n-th chunk, for [dt] seconds: a sample of chunks. *)
+let chunks next dt =
+  let t0 = now () in
+  let rec loop n =
+    if n land 63 = 0 && now () >= t0 +. dt then Lwt.return { ops = float n; secs = now () -. t0; cpu = 0. }
+    else next () >>= fun len -> if len <> 4096 then failwith "bench: a chunk went wrong" else loop (n + 1)
+  in
+  loop 0
+
+let stream_to_go dt =
+  let t0 = now () and n = ref 0 in
+  let s =
+    Lwt_stream.from_direct (fun () ->
+        if !n land 63 = 0 && now () >= t0 +. dt then None
+        else (
+          incr n;
+          Some chunk))
+  in
+  stream_read s >|= fun bytes ->
+  if bytes <> !n * 4096 then failwith "bench: Go read other chunks";
+  { ops = float !n; secs = now () -. t0; cpu = 0. }
+
+let stream_from_go dt =
+  stream_write () >>= fun s -> chunks (fun () -> Lwt_stream.next s >|= String.length) dt
+
+let streams () =
+  let variants =
+    [
+      ("baseline/chunk-call/ocaml-to-go", fun dt -> chunks (fun () -> take_chunk chunk) dt);
+      ("stream/ocaml-to-go", stream_to_go);
+      ("baseline/chunk-call/go-to-ocaml", fun dt -> chunks (fun () -> give_chunk () >|= String.length) dt);
+      ("stream/go-to-ocaml", stream_from_go);
+    ]
+  in
+  interleave !secs (List.map (fun (name, run) -> (name, timed run)) variants) >|= fun results ->
+  List.iter
+    (fun (name, _) ->
+      let s = sum (List.assoc name results) in
+      let baseline =
+        match String.split_on_char '/' name with
+        | [ "stream"; dir ] -> Some ("baseline/chunk-call/" ^ dir)
+        | _ -> None
+      in
+      add_rate ?baseline name "chunks/s" s;
+      add ?baseline:(Option.map (fun b -> "mib/" ^ b) baseline) ("mib/" ^ name) "MiB/s" (per_sec s *. 4096. /. 1048576.))
+    variants
+
 (* ---- Raw costs and the physical limit ----------------------------------- *)
 
 (* - raw/ocaml-to-go-sync-call: OCaml calls a sync Go int -> int (bind_sync),
@@ -670,6 +733,7 @@ let groups =
     ("ocaml-to-go", ocaml_to_go);
     ("go-to-ocaml", go_to_ocaml);
     ("values", values);
+    ("stream", streams);
     ("raw", raw);
     ("mem", mem);
     ("latency", latency);

@@ -330,6 +330,61 @@ let seed_task_bound = lazy (I.bind "seed.task" (T.func T.unit T.unit) T.unit)
 let seed_task : (unit -> unit Lwt.t) -> unit Lwt.t =
  fun x1 -> (Lazy.force seed_task_bound) x1
 
+(* "streams.failing", a goroutine function in Go. *)
+let streams_failing_bound = lazy (I.bind_fn "streams.failing" T.(T.int @-> T.bool @-> returning (T.stream T.string)))
+let streams_failing : int -> bool -> string Lwt_stream.t Lwt.t =
+ fun x1 x2 -> (Lazy.force streams_failing_bound) x1 x2
+
+(* "streams.identity", a sync function in Go. *)
+let streams_identity_bound = lazy (I.bind_sync "streams.identity" (T.stream T.int) (T.stream T.int))
+let streams_identity : int Lwt_stream.t -> int Lwt_stream.t =
+ fun x1 -> (Lazy.force streams_identity_bound) x1
+
+(* "streams.ints", a goroutine function in Go. *)
+let streams_ints_bound = lazy (I.bind_fn "streams.ints" T.(T.int @-> T.int @-> returning (T.stream T.int)))
+let streams_ints : int -> int -> int Lwt_stream.t Lwt.t =
+ fun x1 x2 -> (Lazy.force streams_ints_bound) x1 x2
+
+(* "streams.once", a sync function in Go. *)
+let streams_once_bound = lazy (I.bind_sync "streams.once" T.unit (T.stream T.int))
+let streams_once : unit -> int Lwt_stream.t =
+ fun x1 -> (Lazy.force streams_once_bound) x1
+
+(* "streams.panicking", a goroutine function in Go. *)
+let streams_panicking_bound = lazy (I.bind "streams.panicking" T.unit (T.stream T.int))
+let streams_panicking : unit -> int Lwt_stream.t Lwt.t =
+ fun x1 -> (Lazy.force streams_panicking_bound) x1
+
+(* "streams.producer", a sync function in Go. *)
+let streams_producer_bound = lazy (I.bind_sync "streams.producer" T.unit (T.pair T.int T.string))
+let streams_producer : unit -> (int * string) =
+ fun x1 -> (Lazy.force streams_producer_bound) x1
+
+(* "streams.read_all", a goroutine function in Go. *)
+let streams_read_all_bound = lazy (I.bind "streams.read_all" (T.stream T.string) (T.pair (T.list T.string) T.string))
+let streams_read_all : string Lwt_stream.t -> (string list * string) Lwt.t =
+ fun x1 -> (Lazy.force streams_read_all_bound) x1
+
+(* "streams.rename", a goroutine function in Go. *)
+let streams_rename_bound = lazy (I.bind "streams.rename" (T.stream user_ty) (T.stream user_ty))
+let streams_rename : user Lwt_stream.t -> user Lwt_stream.t Lwt.t =
+ fun x1 -> (Lazy.force streams_rename_bound) x1
+
+(* "streams.sum", a goroutine function in Go. *)
+let streams_sum_bound = lazy (I.bind "streams.sum" (T.stream T.int) T.int)
+let streams_sum : int Lwt_stream.t -> int Lwt.t =
+ fun x1 -> (Lazy.force streams_sum_bound) x1
+
+(* "streams.sum_task", a task function in Go. *)
+let streams_sum_task_bound = lazy (I.bind "streams.sum_task" (T.stream T.int) T.int)
+let streams_sum_task : int Lwt_stream.t -> int Lwt.t =
+ fun x1 -> (Lazy.force streams_sum_task_bound) x1
+
+(* "streams.take", a goroutine function in Go. *)
+let streams_take_bound = lazy (I.bind_fn "streams.take" T.((T.stream T.string) @-> T.int @-> returning (T.list T.string)))
+let streams_take : string Lwt_stream.t -> int -> string list Lwt.t =
+ fun x1 x2 -> (Lazy.force streams_take_bound) x1 x2
+
 (* "test.add1", a sync function in Go. *)
 let test_add1_bound = lazy (I.bind_sync "test.add1" T.int64 T.int64)
 let test_add1 : int64 -> int64 =
@@ -691,6 +746,17 @@ let bind_all () =
   Stdlib.ignore (Lazy.force rel_task_add1_bound);
   Stdlib.ignore (Lazy.force seed_goroutine_bound);
   Stdlib.ignore (Lazy.force seed_task_bound);
+  Stdlib.ignore (Lazy.force streams_failing_bound);
+  Stdlib.ignore (Lazy.force streams_identity_bound);
+  Stdlib.ignore (Lazy.force streams_ints_bound);
+  Stdlib.ignore (Lazy.force streams_once_bound);
+  Stdlib.ignore (Lazy.force streams_panicking_bound);
+  Stdlib.ignore (Lazy.force streams_producer_bound);
+  Stdlib.ignore (Lazy.force streams_read_all_bound);
+  Stdlib.ignore (Lazy.force streams_rename_bound);
+  Stdlib.ignore (Lazy.force streams_sum_bound);
+  Stdlib.ignore (Lazy.force streams_sum_task_bound);
+  Stdlib.ignore (Lazy.force streams_take_bound);
   Stdlib.ignore (Lazy.force test_add1_bound);
   Stdlib.ignore (Lazy.force test_await_forever_bound);
   Stdlib.ignore (Lazy.force test_block_bound);

@@ -613,6 +613,7 @@ let () =
           tc "Go's context cancels OCaml's promise" test_go_cancels_ocaml;
         ] );
       ("types", Types.tests);
+      ("streams", Streams.tests);
       ( "signals",
         [ tc "Go nil dereference, OCaml Stack_overflow" test_go_nil_dereference; tc "SIGCHLD storm" test_sigchld_storm ] );
       ( "lifecycle",

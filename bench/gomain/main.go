@@ -220,6 +220,7 @@ func init() {
 	must(lwt.RegisterSync("bench.echo.sync", func(n int64) (int64, error) { return n, nil }))
 	must(lwt.RegisterSync("bench.add1", func(n int64) (int64, error) { return n + 1, nil }))
 	registerValues()
+	registerStreams()
 
 	// Go calls OCaml.
 	must(lwt.RegisterTask("bench.call.task", callLoop[int64]))

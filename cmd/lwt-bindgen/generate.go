@@ -296,7 +296,7 @@ func (g *gen) function(r registration) (string, error) {
 func (g *gen) ocaml(t types.Type) (string, string, error) {
 	t = types.Unalias(t)
 	if p, ok := t.(*types.Pointer); ok {
-		if n, ok := p.Elem().(*types.Named); ok && isLwt(n.Obj(), "Func", "Callback", "Promise", "Value") {
+		if n, ok := p.Elem().(*types.Named); ok && isLwt(n.Obj(), "Func", "Callback", "Promise", "Stream", "Value") {
 			return g.lwtType(n)
 		}
 		o, ty, err := g.ocaml(p.Elem())
@@ -375,6 +375,8 @@ func (g *gen) lwtType(n *types.Named) (string, string, error) {
 		return fmt.Sprintf("(%s -> %s Lwt.t)", os[0], os[1]), fmt.Sprintf("(T.func %s %s)", tys[0], tys[1]), nil
 	case "Promise":
 		return paren(os[0]) + " Lwt.t", "(T.promise " + tys[0] + ")", nil
+	case "Stream":
+		return paren(os[0]) + " Lwt_stream.t", "(T.stream " + tys[0] + ")", nil
 	case "Value":
 		return "I.Opaque.t", "T.opaque", nil
 	case "Handle":
