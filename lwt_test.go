@@ -5,16 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -628,6 +624,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("go-server", func(t *testing.T) { testGoServer(t) })
+	t.Run("http-server", func(t *testing.T) { testHTTPServer(t) })
 
 	t.Run("vendoring guide", func(t *testing.T) {
 		// The README's commands, word for word, in a fresh directory. They
@@ -886,151 +883,6 @@ func forgetRegistered(name string) {
 	registry.mu.Lock()
 	defer registry.mu.Unlock()
 	delete(registry.byName, name)
-}
-
-// testGoServer builds examples/go-server as the vendoring guide says, runs
-// it, loads it from 32 clients on 127.0.0.1 (every answer checked: a
-// greeting, or a 404 for an empty name), stops it with SIGTERM while a slow
-// request is in flight and a connection has sent nothing, and checks that
-// it answered that request and stopped, holding nothing, having served
-// each request.
-func testGoServer(t *testing.T) {
-	script := readmeBlock(t, "## Vendoring into your OCaml project", "sh")
-	script = strings.Replace(script, "examples/hello", "examples/go-server", 1)
-	script = strings.TrimSuffix(strings.TrimSpace(script), "./_build/default/main.exe")
-	repo, err := filepath.Abs(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	build := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", script)
-	build.Dir = t.TempDir()
-	build.Env = append(os.Environ(), "LWT="+repo)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the example: %v\n%s", err, out)
-	}
-	server := exec.CommandContext(ctx, filepath.Join(build.Dir, "myapp", "_build", "default", "main.exe"))
-	server.Env = append(os.Environ(), "ADDR=127.0.0.1:0")
-	stdout, err := server.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	server.Stderr = &stderr
-	if err := server.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer server.Process.Kill()
-	lines := make(chan string, 4)
-	go func() {
-		buf := make([]byte, 4096)
-		var acc string
-		for {
-			n, err := stdout.Read(buf)
-			acc += string(buf[:n])
-			for {
-				line, rest, ok := strings.Cut(acc, "\n")
-				if !ok {
-					break
-				}
-				lines <- line
-				acc = rest
-			}
-			if err != nil {
-				close(lines)
-				return
-			}
-		}
-	}()
-	var addr string
-	select {
-	case l := <-lines:
-		if _, err := fmt.Sscanf(l, "listening on %s", &addr); err != nil {
-			t.Fatalf("the server said %q", l)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the server did not start: %s", stderr.String())
-	}
-
-	const clients, each = 32, 50
-	var greeted sync.WaitGroup
-	errs := make(chan error, clients)
-	for c := range clients {
-		greeted.Add(1)
-		go func() {
-			defer greeted.Done()
-			client := &http.Client{Timeout: 10 * time.Second}
-			for i := range each {
-				name := fmt.Sprintf("c%d-%d", c, i)
-				if i%10 == 9 {
-					name = ""
-				}
-				resp, err := client.Get("http://" + addr + "/greet?name=" + name)
-				if err != nil {
-					errs <- err
-					return
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				want, status := "hello, "+name, http.StatusOK
-				if name == "" {
-					want, status = "no such name\n", http.StatusNotFound
-				}
-				if resp.StatusCode != status || string(body) != want {
-					errs <- fmt.Errorf("%q: %d %q", name, resp.StatusCode, body)
-					return
-				}
-			}
-		}()
-	}
-	greeted.Wait()
-	http.DefaultClient.CloseIdleConnections()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	// A connection that never sends a request does not hold the server up
-	// (Shutdown alone would wait 5 s for it, past the example's deadline).
-	idle, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close()
-	// A request in flight when SIGTERM comes is answered.
-	slow := make(chan error, 1)
-	go func() {
-		resp, err := http.Get("http://" + addr + "/greet?name=slow")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if string(body) != "hello, slow" {
-				err = fmt.Errorf("the request in flight got %d %q", resp.StatusCode, body)
-			}
-		}
-		slow <- err
-	}()
-	time.Sleep(200 * time.Millisecond)
-	if err := server.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-slow; err != nil {
-		t.Error(err)
-	}
-	var last string
-	for l := range lines {
-		last = l
-	}
-	if err := server.Wait(); err != nil {
-		t.Fatalf("the server ended with %v: %s", err, stderr.String())
-	}
-	if strings.Contains(stderr.String(), "stopping the server") {
-		t.Errorf("the server did not stop cleanly: %s", stderr.String())
-	}
-	want := fmt.Sprintf("stopped after %d greetings; held: roots=0 calls=0 tasks=0", clients*each*9/10+1)
-	if last != want {
-		t.Fatalf("the server said %q, want %q", last, want)
-	}
 }
 
 // TestCallIDsFitOCamlInts: ids cross as OCaml ints (62 bits and a sign),
