@@ -25,7 +25,7 @@ demo: build
 BENCH_SECS ?= 3
 
 bench: build
-	./_build/default/bench/bench.exe --secs $(BENCH_SECS) --seed ./_build/default/test/seed.exe $(if $(BENCH_TSV),--tsv $(BENCH_TSV))
+	./_build/default/bench/bench.exe --secs $(BENCH_SECS) --seed ./_build/default/test/seed.exe --app ./_build/default/bench/app.exe $(if $(BENCH_TSV),--tsv $(BENCH_TSV))
 
 # make bench-instr: instructions per iteration or call on the Lwt thread
 #             (the main thread, where a round trip runs), counted by valgrind's
@@ -51,7 +51,7 @@ bench-instr: deps
 # make benchmarks: make bench and make bench-instr, then BENCHMARKS.md's table
 # written from their TSV.
 benchmarks: build bench-instr
-	./_build/default/bench/bench.exe --secs $(BENCH_SECS) --seed ./_build/default/test/seed.exe --tsv _build/bench.tsv
+	./_build/default/bench/bench.exe --secs $(BENCH_SECS) --seed ./_build/default/test/seed.exe --app ./_build/default/bench/app.exe --tsv _build/bench.tsv
 	cat _build/bench-instr.tsv >> _build/bench.tsv
 	{ sed '/<!-- table: begin -->/q' BENCHMARKS.md; echo; echo "$$(date +%F), $$(nproc) CPUs, OCaml $$(ocamlfind ocamlopt -version):"; echo; \
 	  awk -f bench/tsv2md.awk _build/bench.tsv; echo; sed -n '/<!-- table: end -->/,$$p' BENCHMARKS.md; } > _build/BENCHMARKS.md

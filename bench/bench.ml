@@ -20,6 +20,7 @@ module I = Lwt_interop
 let secs = ref 3.
 let instr = ref 0
 let seed_exe = ref ""
+let app_exe = ref ""
 let tsv = ref ""
 let only = ref ""
 
@@ -28,14 +29,15 @@ let () =
     [
       ("--secs", Arg.Set_float secs, "S  seconds per variant (default 3)");
       ("--seed", Arg.Set_string seed_exe, "SEED_EXE  run the seed scenario with this seed.exe");
+      ("--app", Arg.Set_string app_exe, "APP_EXE  run the app group with this app.exe (loadgen.exe beside it)");
       ("--tsv", Arg.Set_string tsv, "PATH  also write the figures as TSV");
       ("--instr", Arg.Set_int instr, "N  instead, run N calls of each instr/ figure, for callgrind (make bench-instr)");
       ( "--only",
         Arg.Set_string only,
-        "GROUP  run one group: seed, ocaml-to-go, go-to-ocaml, values, stream, raw, mem, latency" );
+        "GROUP  run one group: seed, ocaml-to-go, go-to-ocaml, values, stream, raw, mem, latency, app" );
     ]
     (fun a -> raise (Arg.Bad a))
-    "bench.exe [--secs S] [--seed SEED_EXE] [--tsv PATH] [--only GROUP]"
+    "bench.exe [--secs S] [--seed SEED_EXE] [--app APP_EXE] [--tsv PATH] [--only GROUP]"
 
 let wants group = !only = "" || !only = group
 
@@ -190,45 +192,58 @@ let sliced run dt =
    polls for I/O once in 64 turns (seed.exe --nosys), where pure Lwt makes
    no system call per iteration: what is left over pure Lwt is the
    bridge's own cost. *)
-let seed ?(nosys = false) () =
-  let out = Filename.temp_file "bench-seed" ".tsv" in
+(* Runs [exe] with [args] and [--tsv FILE], its output to /dev/null, and
+   returns the rows of FILE, split on tabs. *)
+let tsv_rows exe args =
+  let out = Filename.temp_file "bench" ".tsv" in
   let devnull = Unix.openfile "/dev/null" [ Unix.O_WRONLY ] 0 in
-  let pid =
-    Unix.create_process !seed_exe
-      (Array.append
-         [| !seed_exe; "--secs"; Printf.sprintf "%g" !secs; "--tsv"; out |]
-         (if nosys then [| "--nosys" |] else [||]))
-      Unix.stdin devnull Unix.stderr
-  in
+  let pid = Unix.create_process exe (Array.of_list ((exe :: args) @ [ "--tsv"; out ])) Unix.stdin devnull Unix.stderr in
   Unix.close devnull;
-  (match Unix.waitpid [] pid with
-  | _, Unix.WEXITED 0 -> ()
-  | _ -> failwith (!seed_exe ^ " failed"));
+  (match Unix.waitpid [] pid with _, Unix.WEXITED 0 -> () | _ -> failwith (exe ^ " failed"));
   let ic = open_in out in
-  let rec rows () =
-    match String.split_on_char '\t' (input_line ic) with
-    | [ variant; f; ips; _ratio; cpu ] ->
-        let group = if nosys then "seed-nosys" else "seed" in
-        let name = Printf.sprintf "%s/%s/%s" group f variant in
-        let baseline = if variant = "pure-lwt" then None else Some (Printf.sprintf "%s/%s/pure-lwt" group f) in
-        let target, cpu_target =
-          (* CPU-time ratios (pure Lwt's CPU per iteration over the
-             variant's) of 0.6 and 0.4: the variant's at most 1/0.6 and
-             1/0.4 times pure Lwt's. *)
-          match (nosys, f, variant) with
-          | false, "pause", "go-task" -> (Some (Ratio_at_least 0.6), Some (Ratio_at_most (1. /. 0.6)))
-          | false, "auto_pause", "go-task" -> (Some (Ratio_at_least 0.35), Some (Ratio_at_most (1. /. 0.4)))
-          | _ -> (None, None)
-        in
-        add ?baseline ?target name "iter/s" (float_of_string ips);
-        add ?baseline:(Option.map (fun b -> "cpu/" ^ b) baseline) ?target:cpu_target ("cpu/" ^ name) "ns/iter"
-          (float_of_string cpu);
-        rows ()
-    | _ -> failwith ("unexpected line in the TSV of " ^ !seed_exe)
-    | exception End_of_file -> close_in ic
+  let rec rows acc =
+    match input_line ic with
+    | line -> rows (String.split_on_char '\t' line :: acc)
+    | exception End_of_file ->
+        close_in ic;
+        Sys.remove out;
+        List.rev acc
   in
-  rows ();
-  Sys.remove out
+  rows []
+
+let seed ?(nosys = false) () =
+  let args = [ "--secs"; Printf.sprintf "%g" !secs ] @ if nosys then [ "--nosys" ] else [] in
+  List.iter
+    (function
+      | [ variant; f; ips; _ratio; cpu ] ->
+          let group = if nosys then "seed-nosys" else "seed" in
+          let name = Printf.sprintf "%s/%s/%s" group f variant in
+          let baseline = if variant = "pure-lwt" then None else Some (Printf.sprintf "%s/%s/pure-lwt" group f) in
+          let target, cpu_target =
+            (* CPU-time ratios (pure Lwt's CPU per iteration over the
+               variant's) of 0.6 and 0.4: the variant's at most 1/0.6 and
+               1/0.4 times pure Lwt's. *)
+            match (nosys, f, variant) with
+            | false, "pause", "go-task" -> (Some (Ratio_at_least 0.6), Some (Ratio_at_most (1. /. 0.6)))
+            | false, "auto_pause", "go-task" -> (Some (Ratio_at_least 0.35), Some (Ratio_at_most (1. /. 0.4)))
+            | _ -> (None, None)
+          in
+          add ?baseline ?target name "iter/s" (float_of_string ips);
+          add ?baseline:(Option.map (fun b -> "cpu/" ^ b) baseline) ?target:cpu_target ("cpu/" ^ name) "ns/iter"
+            (float_of_string cpu)
+      | _ -> failwith ("unexpected line in the TSV of " ^ !seed_exe))
+    (tsv_rows !seed_exe args)
+
+(* ---- An application: a cohttp server (bench/app.ml) -------------------- *)
+
+let app () =
+  let loadgen = Filename.concat (Filename.dirname !app_exe) "loadgen.exe" in
+  List.iter
+    (function
+      | [ name; value; unit; baseline ] ->
+          add ?baseline:(if baseline = "-" then None else Some baseline) name unit (float_of_string value)
+      | _ -> failwith ("unexpected line in the TSV of " ^ !app_exe))
+    (tsv_rows !app_exe [ "--secs"; Printf.sprintf "%g" !secs; "--loadgen"; loadgen ])
 
 (* ---- OCaml calls Go ----------------------------------------------------- *)
 
@@ -584,10 +599,13 @@ let mem () =
 
 (* How late a 1 ms Lwt_unix.sleep in a loop ends, each tick followed by a
    sync Go call (add1), as a program using the bridge would make: idle, and
-   while bench.burn keeps every Go P busy computing. *)
+   while goroutines keep every Go P busy computing (go-saturated), the same
+   calling runtime.Gosched() every ~50 us (-yielding), or each in
+   lwt.Compute, which leaves one P free (-computed). app/cohttp/* has the
+   same for a server's requests. *)
 let burn = I.bind "bench.burn" I.Ty.float I.Ty.unit
 let burn_yielding = I.bind "bench.burn_yielding" I.Ty.float I.Ty.unit
-let burn_leaving_one = I.bind "bench.burn_leaving_one" I.Ty.float I.Ty.unit
+let burn_computed = I.bind "bench.burn_computed" I.Ty.float I.Ty.unit
 let tick = 0.001
 
 let ticks dt =
@@ -611,7 +629,7 @@ let latency () =
       ("idle", ticks);
       ("go-saturated", with_burn burn);
       ("go-saturated-yielding", with_burn burn_yielding);
-      ("go-saturated-leaving-one", with_burn burn_leaving_one);
+      ("go-saturated-computed", with_burn burn_computed);
     ]
   >|= fun results ->
   let percentile name p =
@@ -624,7 +642,7 @@ let latency () =
   List.iter
     (fun v ->
       add ~baseline:"latency/lwt-tick-p99/idle" ("latency/lwt-tick-p99/" ^ v) "ms" (percentile v 99))
-    [ "go-saturated"; "go-saturated-yielding"; "go-saturated-leaving-one" ]
+    [ "go-saturated"; "go-saturated-yielding"; "go-saturated-computed" ]
 
 (* ---- Instruction counts (make bench-instr) ------------------------------ *)
 
@@ -752,6 +770,11 @@ let () =
       seed ();
       prerr_endline "bench: seed-nosys";
       seed ~nosys:true ());
+  if wants "app" then
+    if !app_exe = "" then prerr_endline "bench: app skipped (no --app)"
+    else (
+      prerr_endline "bench: app";
+      app ());
   Lwt_main.run
     (Lwt_list.iter_s
        (fun (name, run) ->

@@ -167,10 +167,20 @@ func burnYielding(_ context.Context, secs float64) (unit, error) {
 	return burning(secs, runtime.GOMAXPROCS(0), true)
 }
 
-// burnLeavingOne burns with one goroutine fewer than there are Ps: the
-// second mitigation, a P always free for the Lwt thread.
-func burnLeavingOne(_ context.Context, secs float64) (unit, error) {
-	return burning(secs, max(1, runtime.GOMAXPROCS(0)-1), false)
+// burnComputed is burn with each goroutine's work in lwt.Compute: the
+// second mitigation, which leaves a P free for the Lwt thread and the
+// goroutines of its calls (here one goroutine waits for a slot, then burns
+// what time is left).
+func burnComputed(ctx context.Context, secs float64) (unit, error) {
+	deadline := time.Now().Add(time.Duration(secs * float64(time.Second)))
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			lwt.Compute(ctx, func() (unit, error) { return burning(time.Until(deadline).Seconds(), 1, false) })
+		})
+	}
+	wg.Wait()
+	return unit{}, nil
 }
 
 func burning(secs float64, goroutines int, yield bool) (unit, error) {
@@ -221,6 +231,7 @@ func init() {
 	must(lwt.RegisterSync("bench.add1", func(n int64) (int64, error) { return n + 1, nil }))
 	registerValues()
 	registerStreams()
+	registerApp()
 
 	// Go calls OCaml.
 	must(lwt.RegisterTask("bench.call.task", callLoop[int64]))
@@ -235,7 +246,7 @@ func init() {
 	must(lwt.RegisterSync("bench.cgo_call", cgoCall))
 	must(lwt.Register("bench.burn", burn))
 	must(lwt.Register("bench.burn_yielding", burnYielding))
-	must(lwt.Register("bench.burn_leaving_one", burnLeavingOne))
+	must(lwt.Register("bench.burn_computed", burnComputed))
 }
 
 func main() {}
