@@ -207,7 +207,11 @@ let reaches_go gen cancellable id canceller =
 (* Go calls an OCaml closure: Some v if its promise is already resolved;
    None if it is pending, and then it settles Go's call [id] later. An
    exception, raised or carried by a rejected promise, goes back as Raised. *)
-let call (f : Ty.wire -> Ty.wire Lwt.t) (arg : Ty.wire) (id : int) (cancellable : bool) =
+let call (f : Ty.wire -> Ty.wire Lwt.t) (arg : Ty.wire) (call : int) =
+  (* The call's id, or its complement (negative) if it cannot be
+     cancelled. *)
+  let cancellable = call >= 0 in
+  let id = if cancellable then call else lnot call in
   match f arg with
   | exception e ->
       let bt = if Printexc.backtrace_status () then Printexc.get_backtrace () else "" in

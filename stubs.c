@@ -204,8 +204,10 @@ static const unsigned char *api_flat_data(lwt_value v, size_t *len);
 static int api_call(lwt_root fn, lwt_value arg, intptr_t id, int cancellable,
                     struct lwt_call_out *out)
 {
-  value args[4] = {*(value *)fn, (value)arg, Val_long(id), Val_bool(cancellable)};
-  value res = caml_callbackN_exn(*call_closure, 4, args);
+  /* Three arguments, so that OCaml is entered once (caml_callbackN with
+   * four enters it twice, through a partial application). */
+  value res = caml_callback3_exn(*call_closure, *(value *)fn, (value)arg,
+                                 Val_long(cancellable ? id : ~id));
   if (Is_exception_result(res)) {
     value exn = Extract_exception(res);
     out->error_is_text = 0;
