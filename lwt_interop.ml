@@ -373,55 +373,77 @@ let sync_go (call : Ty.wire -> Ty.wire) (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b =
 (* An OCaml stream as Go reads it. Go asks for n values when it has room
    for n: the first read waits, the rest are those ready now (peek makes a
    producer of Lwt_stream.from run, and consumes nothing if it waits). An
-   exception after some values is raised at the next pull, after them. *)
+   exception after some values is raised at the next pull, after them; so
+   is the failure of a peek that was waiting (Lwt_stream would forget it,
+   and call its producer again). *)
 let pull_of_lwt_stream s =
-  let failed = ref None in
+  let failed = ref None and waiting = ref None in
   let rec ready acc n =
     if n = 0 then (acc, false)
     else
-      match Lwt.state (Lwt_stream.peek s) with
-      | Lwt.Return (Some x) ->
-          Lwt_stream.junk s |> ignore;
-          ready (x :: acc) (n - 1)
-      | Lwt.Return None -> (acc, true)
-      | Lwt.Sleep -> (acc, false)
-      | Lwt.Fail e | (exception e) ->
+      match Lwt_stream.peek s with
+      | exception e ->
           failed := Some e;
           (acc, false)
+      | p -> (
+          match Lwt.state p with
+          | Lwt.Return (Some x) ->
+              Lwt_stream.junk s |> ignore;
+              ready (x :: acc) (n - 1)
+          | Lwt.Return None -> (acc, true)
+          | Lwt.Sleep ->
+              waiting := Some p;
+              (acc, false)
+          | Lwt.Fail e ->
+              failed := Some e;
+              (acc, false))
   in
   fun n ->
-    match !failed with
-    | Some e ->
-        failed := None;
-        Lwt.fail e
-    | None ->
-        Lwt.map
-          (function
-            | None -> ([], true)
-            | Some x ->
-                let xs, last = ready [ x ] (n - 1) in
-                (List.rev xs, last))
-          (Lwt_stream.get s)
+    let first =
+      match (!failed, !waiting) with
+      | Some e, _ ->
+          failed := None;
+          Lwt.fail e
+      | None, Some p ->
+          waiting := None;
+          Lwt.bind p (fun _ -> Lwt_stream.get s)
+      | None, None -> Lwt_stream.get s
+    in
+    Lwt.map
+      (function
+        | None -> ([], true)
+        | Some x ->
+            let xs, last = ready [ x ] (n - 1) in
+            (List.rev xs, last))
+      first
 
 (* A Go stream as OCaml reads it: a batch of the values ready in Go's buffer
    (bounded by it) at a time, asked for when the last is read. After an
-   exception, the stream ends. *)
+   exception, the stream ends. A pending pull reaches the stream's reader
+   through a weak pointer only, and not [pull]: the bridge holds the call
+   until Go answers, and must not keep alive a stream that OCaml dropped,
+   whose collection (its pull's handle finalised) is what stops Go's
+   producer. Go answers with one value at least, or the end. *)
 let lwt_stream_of_pull pull =
   let batch = Queue.create () and last = ref false in
-  let rec next () =
+  let next () =
     match Queue.take_opt batch with
     | Some x -> Lwt.return_some x
     | None when !last -> Lwt.return_none
     | None ->
-        Lwt.try_bind
-          (fun () -> pull max_int)
+        let p, u = Lwt.wait () in
+        let reader = Weak.create 1 in
+        Weak.set reader 0 (Some u);
+        let settle f = match Weak.get reader 0 with Some u -> f u | None -> () in
+        Lwt.on_any (pull max_int)
           (fun (xs, is_last) ->
             last := is_last;
             List.iter (fun x -> Queue.push x batch) xs;
-            next ())
+            settle (fun u -> Lwt.wakeup u (Queue.take_opt batch)))
           (fun e ->
             last := true;
-            Lwt.fail e)
+            settle (fun u -> Lwt.wakeup_exn u e));
+        p
   in
   Lwt_stream.from next
 

@@ -300,8 +300,11 @@ let shape =
       while OCaml has not read. Its end ends the Lwt stream; its error
       (a {!Go_error}, or the exception registered for it) is raised by the
       read after the last value, and ends the stream. OCaml's GC collecting
-      the Lwt stream stops Go's producer ([Sender.Send] returns
-      [lwt.ErrStreamStopped]); so does {!shutdown} ([lwt.ErrClosed]).
+      the Lwt stream, a read pending or not, stops Go's producer
+      ([Sender.Send] returns [lwt.ErrStreamStopped]); so does {!shutdown}
+      ([lwt.ErrClosed]). A Go value that cannot cross (an [int64] past 63
+      bits) is a {!Go_error} at the read of its batch, whose values are
+      lost.
 
       From OCaml, any [Lwt_stream.t], which Go then reads ([Stream.Recv],
       or [Stream.All] as an [iter.Seq2[A, error]]) and OCaml should not:

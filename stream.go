@@ -12,7 +12,8 @@ package lwt
 //     (Func.Go) for the next batch, while it still has half a buffer to
 //     read.
 // Every method is safe from any goroutine; a wait suspends a loop task (as
-// Promise.Await does) and blocks a goroutine. Under mu, nothing waits and
+// Promise.Await does), blocks a goroutine, and returns ErrWouldBlock
+// elsewhere on the Lwt thread. Under mu, nothing waits and
 // nothing calls OCaml: wake-ups happen after it is released.
 
 import (
@@ -40,13 +41,15 @@ const streamCapacity = 64
 // passed to OCaml, by OCaml, not both.
 type Stream[T any] struct {
 	mu       sync.Mutex
-	buf      []T // the values ready: buf[head:]
+	ring     []T // the values ready: count of them from head, wrapping; capacity slots, made at the first
 	head     int
+	count    int
 	capacity int
-	ended    bool  // the producer finished: nothing comes after buf
-	err      error // why it ended; nil for the end of the stream
-	stopped  bool  // the reader closed it
-	crossed  bool  // passed to OCaml, its reader
+	ended    bool          // the producer finished: nothing comes after the ring
+	err      error         // why it ended; nil for the end of the stream
+	stopped  bool          // the reader closed it
+	done     chan struct{} // closed when stopped
+	crossed  bool          // passed to OCaml, its reader
 	// A waiting reader or producer awaits one of these, made on demand; the
 	// other side settles and clears it.
 	readable, writable *Promise[struct{}]
@@ -68,7 +71,7 @@ type Sender[T any] struct{ s *Stream[T] }
 // NewStream returns a stream whose buffer holds up to capacity values
 // (at least 1), and the Sender that writes it.
 func NewStream[T any](capacity int) (*Stream[T], Sender[T]) {
-	s := &Stream[T]{capacity: max(capacity, 1)}
+	s := &Stream[T]{capacity: max(capacity, 1), done: make(chan struct{})}
 	return s, Sender[T]{s}
 }
 
@@ -115,8 +118,8 @@ func (w Sender[T]) Send(ctx context.Context, v T) error {
 		case isClosed(s.gone):
 			s.mu.Unlock()
 			return ErrClosed
-		case len(s.buf)-s.head < s.capacity:
-			s.buf = append(s.buf, v)
+		case s.count < s.capacity:
+			s.push(v)
 			r := s.readable
 			s.readable = nil
 			s.mu.Unlock()
@@ -131,6 +134,10 @@ func (w Sender[T]) Send(ctx context.Context, v T) error {
 		}
 	}
 }
+
+// Done returns a channel closed when the reader stops the stream: what a
+// producer waiting for something else to send selects on.
+func (w Sender[T]) Done() <-chan struct{} { return w.s.done }
 
 // Close ends the stream after the values sent: with err if it is not nil
 // (the reader gets it once it has read them), else with the end of the
@@ -152,7 +159,9 @@ func (w Sender[T]) Close(err error) bool {
 
 // Recv returns the next value. At the end of the stream it returns io.EOF,
 // or the producer's error (an *OCamlError for an OCaml stream that raised);
-// after Close, ErrStreamStopped; if ctx ends first, ctx's error.
+// after Close, ErrStreamStopped; if ctx ends first, ctx's error. Waiting
+// for a value suspends a loop task; elsewhere on the Lwt thread (a sync
+// function, a job) Recv returns ErrWouldBlock instead.
 func (s *Stream[T]) Recv(ctx context.Context) (T, error) {
 	var one [1]T
 	vs, err := s.take(ctx, 1, one[:0], false)
@@ -201,17 +210,32 @@ func (s *Stream[T]) stop(onLoop bool) {
 		return
 	}
 	s.stopped = true
-	s.buf, s.head = nil, 0
-	w, pulling, pull := s.writable, s.pulling, s.pull
-	s.writable, s.pulling = nil, nil
+	close(s.done)
+	s.ring, s.head, s.count = nil, 0, 0
+	r, w, pulling, pull := s.readable, s.writable, s.pulling, s.pull
+	s.readable, s.writable, s.pulling, s.pull = nil, nil, nil, nil
 	s.mu.Unlock()
+	wake(r, onLoop)
 	wake(w, onLoop)
 	if pulling != nil {
-		pulling.Cancel()
+		pulling.Cancel() // posts
 	}
 	if pull != nil {
-		pull.Release()
+		if onLoop {
+			pull.Release()
+		} else { // not inside OCaml's GC: freeing a root there is not allowed
+			pull.root.l.post(pull.Release)
+		}
 	}
+}
+
+// push adds v after the values ready; there is room. Under mu.
+func (s *Stream[T]) push(v T) {
+	if s.ring == nil {
+		s.ring = make([]T, s.capacity)
+	}
+	s.ring[(s.head+s.count)%s.capacity] = v
+	s.count++
 }
 
 // take appends to out up to max values, waiting for the first one, and
@@ -230,15 +254,16 @@ func (s *Stream[T]) take(ctx context.Context, max int, out []T, byOCaml bool) ([
 			s.mu.Unlock()
 			return out, ErrStreamStopped
 		}
-		if n := min(max, len(s.buf)-s.head); n > 0 {
-			out = append(out, s.buf[s.head:s.head+n]...)
-			clear(s.buf[s.head : s.head+n]) // the reader owns them now
-			s.head += n
-			if s.head == len(s.buf) {
-				s.buf, s.head = s.buf[:0], 0
+		if n := min(max, s.count); n > 0 {
+			var zero T
+			for range n {
+				out = append(out, s.ring[s.head])
+				s.ring[s.head] = zero // the reader owns it now
+				s.head = (s.head + 1) % s.capacity
 			}
+			s.count -= n
 			var last error
-			if s.ended && s.err == nil && len(s.buf) == 0 {
+			if s.ended && s.err == nil && s.count == 0 {
 				last = io.EOF
 			}
 			w := s.writable
@@ -260,8 +285,10 @@ func (s *Stream[T]) take(ctx context.Context, max int, out []T, byOCaml bool) ([
 			s.readAhead()
 			p := s.pulling
 			s.mu.Unlock()
-			if _, err := p.Await(ctx); err != nil && ctx.Err() != nil {
-				return out, err
+			if _, err := p.Await(ctx); err != nil {
+				if _, _, settled := p.Result(); !settled { // ctx's error, ErrWouldBlock
+					return out, err
+				}
 			}
 			continue // absorbPull has the batch, or its error
 		}
@@ -280,8 +307,8 @@ func (s *Stream[T]) readAhead() {
 	if s.pull == nil || s.pulling != nil || s.ended || s.stopped {
 		return
 	}
-	if ready := len(s.buf) - s.head; ready <= s.capacity/2 {
-		s.pulling = s.pull.goCall(context.Background(), s.capacity-ready, true)
+	if s.count <= s.capacity/2 {
+		s.pulling = s.pull.goCall(context.Background(), s.capacity-s.count, true)
 	}
 }
 
@@ -299,10 +326,12 @@ func (s *Stream[T]) absorbPull() {
 	switch {
 	case err != nil:
 		s.ended, s.err = true, err
-	case len(batch.First) > s.capacity-(len(s.buf)-s.head):
-		s.ended, s.err = true, fmt.Errorf("lwt: OCaml's stream sent %d values where %d were asked for", len(batch.First), s.capacity-(len(s.buf)-s.head))
+	case len(batch.First) > s.capacity-s.count:
+		s.ended, s.err = true, fmt.Errorf("lwt: OCaml's stream sent %d values where %d were asked for", len(batch.First), s.capacity-s.count)
 	default:
-		s.buf = append(s.buf, batch.First...)
+		for _, v := range batch.First {
+			s.push(v)
+		}
 		s.ended = batch.Second
 	}
 	if s.ended {
@@ -375,7 +404,7 @@ func (*Stream[T]) streamCodec(elem *otype) (func(value) (any, error), func(any) 
 		if err != nil {
 			return nil, err
 		}
-		return &Stream[T]{capacity: streamCapacity, pull: f.(*Func[int, Pair[[]T, bool]])}, nil
+		return &Stream[T]{capacity: streamCapacity, done: make(chan struct{}), pull: f.(*Func[int, Pair[[]T, bool]])}, nil
 	}
 	encode := func(x any) (value, error) {
 		s := x.(*Stream[T])
@@ -387,12 +416,15 @@ func (*Stream[T]) streamCodec(elem *otype) (func(value) (any, error), func(any) 
 			return 0, err
 		}
 		s.mu.Lock()
-		crossed := s.crossed
-		s.crossed, s.gone = true, l.gone
-		s.mu.Unlock()
-		if crossed {
+		if s.crossed {
+			s.mu.Unlock()
 			return 0, fmt.Errorf("lwt: a Stream[%v] crosses to OCaml once: it has one reader", reflect.TypeFor[T]())
 		}
+		s.crossed, s.gone = true, l.gone
+		w := s.writable // a Send waiting since before: it now watches gone too
+		s.writable = nil
+		s.mu.Unlock()
+		wake(w, true)
 		cb := TaskCallback(func(ctx context.Context, max int) (Pair[[]T, bool], error) {
 			vs, err := s.take(ctx, max, nil, true)
 			if err == io.EOF {

@@ -137,3 +137,56 @@ func TestStreamContexts(t *testing.T) {
 		t.Fatalf("the value sent before Close: %d, %v", v, err)
 	}
 }
+
+// Close wakes a reader waiting for a value, and a producer waiting on
+// Done.
+func TestStreamCloseWakesWaiters(t *testing.T) {
+	s, w := NewStream[int](1)
+	errc := make(chan error)
+	go func() {
+		_, err := s.Recv(context.Background())
+		errc <- err
+	}()
+	time.Sleep(time.Millisecond)
+	s.Close()
+	select {
+	case err := <-errc:
+		if err != ErrStreamStopped {
+			t.Fatalf("Recv waiting when the stream was closed: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Recv still waits after Close")
+	}
+	select {
+	case <-w.Done():
+	default:
+		t.Fatal("Done not closed by Close")
+	}
+}
+
+// However far the producer is ahead, the buffer holds capacity values.
+func TestStreamBufferStaysBounded(t *testing.T) {
+	const capacity = 4
+	s, w := NewStream[int](capacity)
+	go func() {
+		for i := range 20000 {
+			w.Send(context.Background(), i)
+		}
+		w.Close(nil)
+	}()
+	for i := 0; ; i++ {
+		v, err := s.Recv(context.Background())
+		if err == io.EOF {
+			break
+		}
+		if err != nil || v != i {
+			t.Fatalf("Recv = %d, %v; want %d", v, err, i)
+		}
+		s.mu.Lock()
+		n := len(s.ring)
+		s.mu.Unlock()
+		if n > capacity {
+			t.Fatalf("the buffer holds %d slots, for a capacity of %d", n, capacity)
+		}
+	}
+}

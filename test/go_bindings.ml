@@ -330,6 +330,11 @@ let seed_task_bound = lazy (I.bind "seed.task" (T.func T.unit T.unit) T.unit)
 let seed_task : (unit -> unit Lwt.t) -> unit Lwt.t =
  fun x1 -> (Lazy.force seed_task_bound) x1
 
+(* "streams.blocked", a goroutine function in Go. *)
+let streams_blocked_bound = lazy (I.bind "streams.blocked" T.unit (T.stream T.int))
+let streams_blocked : unit -> int Lwt_stream.t Lwt.t =
+ fun x1 -> (Lazy.force streams_blocked_bound) x1
+
 (* "streams.failing", a goroutine function in Go. *)
 let streams_failing_bound = lazy (I.bind_fn "streams.failing" T.(T.int @-> T.bool @-> returning (T.stream T.string)))
 let streams_failing : int -> bool -> string Lwt_stream.t Lwt.t =
@@ -339,6 +344,11 @@ let streams_failing : int -> bool -> string Lwt_stream.t Lwt.t =
 let streams_identity_bound = lazy (I.bind_sync "streams.identity" (T.stream T.int) (T.stream T.int))
 let streams_identity : int Lwt_stream.t -> int Lwt_stream.t =
  fun x1 -> (Lazy.force streams_identity_bound) x1
+
+(* "streams.idle", a goroutine function in Go. *)
+let streams_idle_bound = lazy (I.bind "streams.idle" T.unit (T.stream T.int))
+let streams_idle : unit -> int Lwt_stream.t Lwt.t =
+ fun x1 -> (Lazy.force streams_idle_bound) x1
 
 (* "streams.ints", a goroutine function in Go. *)
 let streams_ints_bound = lazy (I.bind_fn "streams.ints" T.(T.int @-> T.int @-> returning (T.stream T.int)))
@@ -364,6 +374,11 @@ let streams_producer : unit -> (int * string) =
 let streams_read_all_bound = lazy (I.bind "streams.read_all" (T.stream T.string) (T.pair (T.list T.string) T.string))
 let streams_read_all : string Lwt_stream.t -> (string list * string) Lwt.t =
  fun x1 -> (Lazy.force streams_read_all_bound) x1
+
+(* "streams.recv_sync", a sync function in Go. *)
+let streams_recv_sync_bound = lazy (I.bind_sync "streams.recv_sync" (T.stream T.int) T.string)
+let streams_recv_sync : int Lwt_stream.t -> string =
+ fun x1 -> (Lazy.force streams_recv_sync_bound) x1
 
 (* "streams.rename", a goroutine function in Go. *)
 let streams_rename_bound = lazy (I.bind "streams.rename" (T.stream user_ty) (T.stream user_ty))
@@ -746,13 +761,16 @@ let bind_all () =
   Stdlib.ignore (Lazy.force rel_task_add1_bound);
   Stdlib.ignore (Lazy.force seed_goroutine_bound);
   Stdlib.ignore (Lazy.force seed_task_bound);
+  Stdlib.ignore (Lazy.force streams_blocked_bound);
   Stdlib.ignore (Lazy.force streams_failing_bound);
   Stdlib.ignore (Lazy.force streams_identity_bound);
+  Stdlib.ignore (Lazy.force streams_idle_bound);
   Stdlib.ignore (Lazy.force streams_ints_bound);
   Stdlib.ignore (Lazy.force streams_once_bound);
   Stdlib.ignore (Lazy.force streams_panicking_bound);
   Stdlib.ignore (Lazy.force streams_producer_bound);
   Stdlib.ignore (Lazy.force streams_read_all_bound);
+  Stdlib.ignore (Lazy.force streams_recv_sync_bound);
   Stdlib.ignore (Lazy.force streams_rename_bound);
   Stdlib.ignore (Lazy.force streams_sum_bound);
   Stdlib.ignore (Lazy.force streams_sum_task_bound);

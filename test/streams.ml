@@ -19,6 +19,9 @@ let take = streams_take
 let read_all = streams_read_all
 let identity = streams_identity
 let once = streams_once
+let blocked = streams_blocked
+let idle = streams_idle
+let recv_sync = streams_recv_sync
 let rename s = I.bind "streams.rename" I.Ty.(stream Types.user) I.Ty.(stream Types.user) s
 
 let rec wait_until what f n =
@@ -51,7 +54,15 @@ let test_backpressure () =
   (* The reader dropped: OCaml's GC stops the producer. *)
   Gc.full_major ();
   Lwt_main.run (wait_until "stopped" (fun () -> snd (producer ()) <> "") 1000);
-  Alcotest.(check string) "the producer was stopped" "lwt: the stream's reader stopped" (snd (producer ()))
+  Alcotest.(check string) "the producer was stopped" "lwt: the stream's reader stopped" (snd (producer ()));
+  (* Also with a read pending, which the bridge holds until Go answers. *)
+  let[@inline never] start_reading () =
+    Lwt_main.run (idle () >|= fun s -> Lwt.async (fun () -> Lwt_stream.get s >|= ignore))
+  in
+  start_reading ();
+  Gc.full_major ();
+  Lwt_main.run (wait_until "stopped with a read pending" (fun () -> snd (producer ()) <> "") 1000);
+  Alcotest.(check string) "the idle producer was stopped" "stopped by the reader" (snd (producer ()))
 
 let test_go_errors () =
   let read s =
@@ -123,7 +134,24 @@ let test_ocaml_stops_and_errors () =
   Lwt_main.run
     ( read_all failing >|= fun (got, err) ->
       Alcotest.(check (list string)) "the values before" [ "1"; "2" ] got;
-      Alcotest.(check string) "the exception" "OCamlError Failure: ocaml: Failure(\"no more\")" err )
+      Alcotest.(check string) "the exception" "OCamlError Failure: ocaml: Failure(\"no more\")" err );
+  (* It fails later, while Go reads ahead: not forgotten. *)
+  let i = ref 0 in
+  let late =
+    Lwt_stream.from (fun () ->
+        incr i;
+        if !i = 3 then Lwt.pause () >>= fun () -> failwith "late"
+        else if !i > 5 then Lwt.return_none
+        else Lwt.return_some (string_of_int !i))
+  in
+  Lwt_main.run
+    ( read_all late >|= fun (got, err) ->
+      Alcotest.(check (list string)) "the values before a late failure" [ "1"; "2" ] got;
+      Alcotest.(check string) "the late exception" "OCamlError Failure: ocaml: Failure(\"late\")" err );
+  (* Recv where it would have to wait on the Lwt thread. *)
+  let s, _push = Lwt_stream.create () in
+  let err = recv_sync s in
+  if not (Astring.String.is_infix ~affix:"would block" err) then Alcotest.failf "Recv in a sync function: %s" err
 
 let test_any_type_through_go () =
   let users = List.init 300 (fun i -> { Types.plain with id = i; name = "u" ^ string_of_int i }) in
@@ -142,6 +170,17 @@ let test_any_type_through_go () =
   | _ -> Alcotest.fail "crossed twice"
   | exception I.Go_error { message; _ } ->
       Alcotest.(check string) "once" "lwt: a Stream[int] crosses to OCaml once: it has one reader" message
+
+(* A producer waiting in Send since before its stream crossed to OCaml
+   still sees the shutdown. In the lifecycle group: it restarts the
+   bridge. *)
+let test_shutdown_stops_producers () =
+  let s = Lwt_main.run (blocked ()) in
+  I.shutdown ();
+  I.init ();
+  Lwt_main.run (wait_until "stopped by shutdown" (fun () -> snd (producer ()) <> "") 1000);
+  Alcotest.(check string) "the producer" "lwt: shut down" (snd (producer ()));
+  ignore (Sys.opaque_identity s)
 
 let tests =
   let tc name f = Alcotest.test_case name `Quick f in

@@ -620,6 +620,7 @@ let () =
         [
           tc "nothing held" (test_released Types.looked_up);
           tc "shutdown, restart" test_shutdown_and_restart;
+          tc "shutdown stops a stream's producer" Streams.test_shutdown_stops_producers;
           tc "shutdown's grace period" test_shutdown_grace;
           tc "shutdown from Go" test_shutdown_from_go;
           tc "two shutdowns from Go, racing a post" test_two_shutdowns;

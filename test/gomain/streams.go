@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"lwt"
 )
@@ -20,13 +21,23 @@ var producer struct {
 	end  string
 }
 
+func resetProducer() {
+	producer.Lock()
+	producer.sent, producer.end = 0, ""
+	producer.Unlock()
+}
+
+func endProducer(err error) {
+	producer.Lock()
+	producer.end = fmt.Sprint(err)
+	producer.Unlock()
+}
+
 func init() {
 	// n values (or forever, for n < 0), from a buffer of capacity.
 	lwt.MustRegister("streams.ints", lwt.Fn2(func(_ context.Context, n, capacity int) (*lwt.Stream[int], error) {
 		s, w := lwt.NewStream[int](capacity)
-		producer.Lock()
-		producer.sent, producer.end = 0, ""
-		producer.Unlock()
+		resetProducer()
 		go func() {
 			err := error(nil)
 			for i := 0; i != n && err == nil; i++ {
@@ -37,9 +48,7 @@ func init() {
 				}
 			}
 			w.Close(nil)
-			producer.Lock()
-			producer.end = fmt.Sprint(err)
-			producer.Unlock()
+			endProducer(err)
 		}()
 		return s, nil
 	}))
@@ -128,6 +137,41 @@ func init() {
 	})
 	// A stream passed back unread: Go hands OCaml's stream to OCaml.
 	lwt.MustRegisterSync("streams.identity", func(s *lwt.Stream[int]) (*lwt.Stream[int], error) { return s, nil })
+	// A producer already waiting in Send when the stream crosses (shutdown
+	// must still stop it), and one that sends nothing and waits for the
+	// reader to stop (OCaml's GC must stop it though a read is pending).
+	lwt.MustRegister("streams.blocked", func(context.Context, struct{}) (*lwt.Stream[int], error) {
+		s, w := lwt.NewStream[int](1)
+		resetProducer()
+		sent := make(chan struct{})
+		go func() {
+			err := w.Send(context.Background(), 0)
+			close(sent)
+			if err == nil {
+				err = w.Send(context.Background(), 1)
+			}
+			endProducer(err)
+		}()
+		<-sent
+		time.Sleep(20 * time.Millisecond) // in its second Send
+		return s, nil
+	})
+	lwt.MustRegister("streams.idle", func(context.Context, struct{}) (*lwt.Stream[int], error) {
+		s, w := lwt.NewStream[int](1)
+		resetProducer()
+		go func() {
+			<-w.Done()
+			endProducer(errors.New("stopped by the reader"))
+		}()
+		return s, nil
+	})
+	// Recv where it cannot wait: in a sync function, on the Lwt thread.
+	lwt.MustRegisterSync("streams.recv_sync", func(s *lwt.Stream[int]) (string, error) {
+		_, err := s.Recv(context.Background())
+		s.Close()
+		return fmt.Sprint(err), nil
+	})
+
 	// The same stream each call: crossing a second time is refused.
 	once, w := lwt.NewStream[int](1)
 	w.Close(nil)
