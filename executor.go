@@ -17,6 +17,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+
+	"lwt/internal/getg"
 )
 
 // budget bounds the jobs and task steps one run of runPending performs, so
@@ -41,11 +43,14 @@ type loop struct {
 	unwinding atomic.Bool // stopAll has begun: a stopped task's next Await or Call unwinds it
 
 	// Lwt thread only.
-	depth   int                // OCaml→Go entries now on the Lwt thread's stack
-	running *task              // the task whose coroutine runs now
-	ready   []*task            // tasks to resume before the outermost entry returns
-	live    map[*task]struct{} // tasks spawned and not yet finished
-	batch   []func()           // scratch for runPending
+	depth   int   // OCaml→Go entries now on the Lwt thread's stack
+	running *task // the task whose coroutine runs now
+	// runningG is running's goroutine (getg.G), or 0: any goroutine reads
+	// it, for onLoopThread's fast path.
+	runningG atomic.Uintptr
+	ready    []*task            // tasks to resume before the outermost entry returns
+	live     map[*task]struct{} // tasks spawned and not yet finished
+	batch    []func()           // scratch for runPending
 
 	// The calls in flight each way (register.go, func.go) and the OCaml
 	// values Go holds.
@@ -200,6 +205,7 @@ func (l *loop) schedule(t *task) {
 // inside it yields back to the Lwt loop instead of blocking the thread.
 type task struct {
 	holder *holder // names it in the watchdog's report
+	g      uintptr // its coroutine's goroutine (getg.G), once it ran
 	l      *loop
 	ctx    context.Context // the task's own context; its cancellation wakes any Await
 	body   func()          // run by the coroutine; recovers its own panics
@@ -237,16 +243,28 @@ func (l *loop) step(t *task) {
 			return // stopped before it ever ran
 		}
 		t.next, t.stop = iter.Pull(func(yield func(struct{}) bool) {
+			t.g = getg.G()
+			t.l.runningG.Store(t.g)
 			t.yield = yield
 			t.body()
 		})
 	}
-	l.running = t
+	l.setRunning(t)
 	l.wd.hold(t.holder)
 	_, more := t.next()
-	l.running = nil
+	l.setRunning(nil)
 	if !more {
 		l.finish(t)
+	}
+}
+
+// setRunning records the task whose coroutine runs now (nil: none).
+func (l *loop) setRunning(t *task) {
+	l.running = t
+	if t == nil {
+		l.runningG.Store(0)
+	} else {
+		l.runningG.Store(t.g) // 0 before its first run: the coroutine stores it
 	}
 }
 
@@ -340,9 +358,9 @@ func (l *loop) stopAll() {
 			t.abort(ErrClosed)
 			continue
 		}
-		l.running = t
+		l.setRunning(t)
 		t.stop()
-		l.running = nil
+		l.setRunning(nil)
 		l.finish(t)
 	}
 	l.ready = l.ready[:0]

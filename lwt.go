@@ -53,6 +53,8 @@ import (
 	"runtime/debug"
 	"sync/atomic"
 	"time"
+
+	"lwt/internal/getg"
 )
 
 var (
@@ -87,7 +89,19 @@ func activeLoop() (*loop, error) {
 	return l, nil
 }
 
-func onLoopThread() bool { return C.lwt_is_loop_thread() != 0 }
+// onLoopThread reports whether the caller runs on the Lwt thread. In a loop
+// task it compares the running goroutine with the task's coroutine, which
+// runs on the Lwt thread only (a few instructions); elsewhere, or on an
+// architecture without getg's assembly, it asks C (a call from Go into C:
+// ~150 instructions).
+func onLoopThread() bool {
+	if g := getg.G(); g != 0 {
+		if l := current.Load(); l != nil && l.runningG.Load() == g {
+			return true
+		}
+	}
+	return C.lwt_is_loop_thread() != 0
+}
 
 func setLoopThread(on bool) {
 	if on {

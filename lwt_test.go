@@ -9,12 +9,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"lwt/internal/getg"
 )
 
 // simLoop is a bridge on a simulated Lwt thread (Simulate), for the
@@ -907,5 +910,45 @@ func TestCallIDsFitOCamlInts(t *testing.T) {
 		if iid < 0 || iid >= 1<<62 || in.get(iid) != ic {
 			t.Errorf("in: after generation %d, id %d", gen, iid)
 		}
+	}
+}
+
+// onLoopThread's fast path (the running task's goroutine) answers as the
+// C thread check does: true in a task, before and after it awaits, false in
+// a goroutine the task starts and once no task runs.
+func TestOnLoopThreadInTasks(t *testing.T) {
+	startSim(t)
+	type seen struct{ first, afterAwait, inGoroutine, fast bool }
+	p := OnLoop(func() (*Promise[seen], error) {
+		return Spawn(context.Background(), func(ctx context.Context) (seen, error) {
+			var s seen
+			s.first = onLoopThread()
+			later, r := NewPromise[int]()
+			go func() { time.Sleep(time.Millisecond); r.Resolve(1) }()
+			if _, err := later.Await(ctx); err != nil { // suspends the task
+				return s, err
+			}
+			s.afterAwait = onLoopThread()
+			s.fast = getg.G() != 0 && current.Load().runningG.Load() == getg.G()
+			other := make(chan bool)
+			go func() { other <- onLoopThread() }()
+			s.inGoroutine = <-other
+			return s, nil
+		}), nil
+	})
+	inner, err := p.Await(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := inner.Await(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFast := runtime.GOARCH == "amd64" || runtime.GOARCH == "arm64"
+	if !s.first || !s.afterAwait || s.inGoroutine || s.fast != wantFast {
+		t.Fatalf("in a task: %+v (fast path expected: %v)", s, wantFast)
+	}
+	if current.Load().runningG.Load() != 0 {
+		t.Fatal("runningG left set after the task")
 	}
 }
