@@ -419,31 +419,25 @@ let pull_of_lwt_stream s =
 
 (* A Go stream as OCaml reads it: a batch of the values ready in Go's buffer
    (bounded by it) at a time, asked for when the last is read. After an
-   exception, the stream ends. A pending pull reaches the stream's reader
-   through a weak pointer only, and not [pull]: the bridge holds the call
-   until Go answers, and must not keep alive a stream that OCaml dropped,
-   whose collection (its pull's handle finalised) is what stops Go's
-   producer. Go answers with one value at least, or the end. *)
+   exception, the stream ends. A pending pull holds the stream (through
+   [next]): in Lwt, what waits for a promise lives as long as whoever will
+   settle it holds it, here the bridge, until Go answers. *)
 let lwt_stream_of_pull pull =
   let batch = Queue.create () and last = ref false in
-  let next () =
+  let rec next () =
     match Queue.take_opt batch with
     | Some x -> Lwt.return_some x
     | None when !last -> Lwt.return_none
     | None ->
-        let p, u = Lwt.wait () in
-        let reader = Weak.create 1 in
-        Weak.set reader 0 (Some u);
-        let settle f = match Weak.get reader 0 with Some u -> f u | None -> () in
-        Lwt.on_any (pull max_int)
+        Lwt.try_bind
+          (fun () -> pull max_int)
           (fun (xs, is_last) ->
             last := is_last;
             List.iter (fun x -> Queue.push x batch) xs;
-            settle (fun u -> Lwt.wakeup u (Queue.take_opt batch)))
+            next ())
           (fun e ->
             last := true;
-            settle (fun u -> Lwt.wakeup_exn u e));
-        p
+            Lwt.fail e)
   in
   Lwt_stream.from next
 

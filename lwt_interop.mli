@@ -300,9 +300,10 @@ let shape =
       while OCaml has not read. Its end ends the Lwt stream; its error
       (a {!Go_error}, or the exception registered for it) is raised by the
       read after the last value, and ends the stream. OCaml's GC collecting
-      the Lwt stream, a read pending or not, stops Go's producer
-      ([Sender.Send] returns [lwt.ErrStreamStopped]); so does {!shutdown}
-      ([lwt.ErrClosed]). A Go value that cannot cross (an [int64] past 63
+      the Lwt stream stops Go's producer ([Sender.Send] returns
+      [lwt.ErrStreamStopped]); so does {!shutdown} ([lwt.ErrClosed]). A
+      pending read holds the stream until Go answers it: in Lwt, what waits
+      on a promise lives as long as whoever settles it. A Go value that cannot cross (an [int64] past 63
       bits) is a {!Go_error} at the read of its batch, whose values are
       lost.
 

@@ -345,15 +345,15 @@ let streams_identity_bound = lazy (I.bind_sync "streams.identity" (T.stream T.in
 let streams_identity : int Lwt_stream.t -> int Lwt_stream.t =
  fun x1 -> (Lazy.force streams_identity_bound) x1
 
-(* "streams.idle", a goroutine function in Go. *)
-let streams_idle_bound = lazy (I.bind "streams.idle" T.unit (T.stream T.int))
-let streams_idle : unit -> int Lwt_stream.t Lwt.t =
- fun x1 -> (Lazy.force streams_idle_bound) x1
-
 (* "streams.ints", a goroutine function in Go. *)
 let streams_ints_bound = lazy (I.bind_fn "streams.ints" T.(T.int @-> T.int @-> returning (T.stream T.int)))
 let streams_ints : int -> int -> int Lwt_stream.t Lwt.t =
  fun x1 x2 -> (Lazy.force streams_ints_bound) x1 x2
+
+(* "streams.late", a goroutine function in Go. *)
+let streams_late_bound = lazy (I.bind "streams.late" T.int (T.stream T.int))
+let streams_late : int -> int Lwt_stream.t Lwt.t =
+ fun x1 -> (Lazy.force streams_late_bound) x1
 
 (* "streams.once", a sync function in Go. *)
 let streams_once_bound = lazy (I.bind_sync "streams.once" T.unit (T.stream T.int))
@@ -764,8 +764,8 @@ let bind_all () =
   Stdlib.ignore (Lazy.force streams_blocked_bound);
   Stdlib.ignore (Lazy.force streams_failing_bound);
   Stdlib.ignore (Lazy.force streams_identity_bound);
-  Stdlib.ignore (Lazy.force streams_idle_bound);
   Stdlib.ignore (Lazy.force streams_ints_bound);
+  Stdlib.ignore (Lazy.force streams_late_bound);
   Stdlib.ignore (Lazy.force streams_once_bound);
   Stdlib.ignore (Lazy.force streams_panicking_bound);
   Stdlib.ignore (Lazy.force streams_producer_bound);

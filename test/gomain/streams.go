@@ -138,8 +138,8 @@ func init() {
 	// A stream passed back unread: Go hands OCaml's stream to OCaml.
 	lwt.MustRegisterSync("streams.identity", func(s *lwt.Stream[int]) (*lwt.Stream[int], error) { return s, nil })
 	// A producer already waiting in Send when the stream crosses (shutdown
-	// must still stop it), and one that sends nothing and waits for the
-	// reader to stop (OCaml's GC must stop it though a read is pending).
+	// must still stop it), and one that sends after ms milliseconds, or
+	// stops when the reader does.
 	lwt.MustRegister("streams.blocked", func(context.Context, struct{}) (*lwt.Stream[int], error) {
 		s, w := lwt.NewStream[int](1)
 		resetProducer()
@@ -156,12 +156,19 @@ func init() {
 		time.Sleep(20 * time.Millisecond) // in its second Send
 		return s, nil
 	})
-	lwt.MustRegister("streams.idle", func(context.Context, struct{}) (*lwt.Stream[int], error) {
+	lwt.MustRegister("streams.late", func(_ context.Context, ms int) (*lwt.Stream[int], error) {
 		s, w := lwt.NewStream[int](1)
 		resetProducer()
 		go func() {
-			<-w.Done()
-			endProducer(errors.New("stopped by the reader"))
+			select {
+			case <-time.After(time.Duration(ms) * time.Millisecond):
+				w.Send(context.Background(), 1)
+				w.Send(context.Background(), 2)
+				w.Close(nil)
+				endProducer(nil)
+			case <-w.Done():
+				endProducer(errors.New("stopped by the reader"))
+			}
 		}()
 		return s, nil
 	})
