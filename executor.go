@@ -311,9 +311,12 @@ func (t *task) onCancel() {
 	}
 }
 
-func (t *task) dropCall(s settler) {
-	for i, c := range t.calls {
-		if c == s {
+// dropCall forgets the call whose state is cs. The call a task awaits is
+// the last it started: searched from the end, and told by its state's
+// address (an interface comparison costs a runtime call).
+func (t *task) dropCall(cs *callState) {
+	for i := len(t.calls) - 1; i >= 0; i-- {
+		if t.calls[i].state() == cs {
 			t.calls = append(t.calls[:i], t.calls[i+1:]...)
 			return
 		}

@@ -269,7 +269,7 @@ func (cs *callState) watch(ctx context.Context, l *loop, s settler) {
 // AfterFunc had already run: a cancel naming the call may then be in flight.
 func (cs *callState) unwatchCall(s settler) (fired bool) {
 	if cs.task != nil {
-		cs.task.dropCall(s)
+		cs.task.dropCall(cs)
 		cs.task = nil
 	}
 	if cs.unwatch != nil {
