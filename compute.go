@@ -30,9 +30,11 @@ func computeLimit() int { return max(1, runtime.GOMAXPROCS(0)-1) }
 // functions OCaml calls: CPU-bound goroutines on every P delay both by Go's
 // time slices of 10 ms (make bench: latency/… and app/cohttp/loaded/…
 // against app/cohttp/computed/…). With GOMAXPROCS at 1 there is no P to
-// spare. A panic in fn frees its slot and goes on. On the Lwt thread, where
-// waiting (and computing) would stall the event loop, it returns
-// ErrWouldBlock.
+// spare: one computation runs, on the only P. The limit follows GOMAXPROCS
+// as it changes. Compute must not be nested (fn calling Compute): with every
+// slot held by outer calls, the inner ones wait for ever. A panic in fn
+// frees its slot and goes on. On the Lwt thread, where waiting (and
+// computing) would stall the event loop, it returns ErrWouldBlock.
 func Compute[T any](ctx context.Context, fn func() (T, error)) (T, error) {
 	var zero T
 	if onLoopThread() {
@@ -71,15 +73,14 @@ func acquireCompute(ctx context.Context) error {
 	}
 }
 
-// releaseCompute gives the slot to the first waiter, or frees it (also
-// when GOMAXPROCS went down meanwhile).
+// releaseCompute frees the slot and gives the free ones to the first
+// waiters: one, or more if GOMAXPROCS went up, none if it went down.
 func releaseCompute() {
 	compute.mu.Lock()
 	defer compute.mu.Unlock()
-	if len(compute.waiters) > 0 && compute.running <= computeLimit() {
+	compute.running--
+	for limit := computeLimit(); len(compute.waiters) > 0 && compute.running < limit; compute.running++ {
 		close(compute.waiters[0])
 		compute.waiters = compute.waiters[1:]
-		return
 	}
-	compute.running--
 }

@@ -79,3 +79,36 @@ func TestComputeRefusesTheLwtThread(t *testing.T) {
 		t.Fatalf("Compute on the Lwt thread: %v, %v", v, err)
 	}
 }
+
+// Raising GOMAXPROCS lets more computations run at once, queued ones too.
+func TestComputeFollowsGOMAXPROCS(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2)) // one slot
+	release := make(chan struct{})
+	var running, most atomic.Int64
+	var wg sync.WaitGroup
+	work := func() (int, error) {
+		n := running.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		<-release
+		running.Add(-1)
+		return 0, nil
+	}
+	for range 7 {
+		wg.Go(func() { Compute(context.Background(), work) })
+	}
+	for running.Load() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	runtime.GOMAXPROCS(8) // seven slots
+	release <- struct{}{} // the first ends: the six queued may all run
+	deadline := time.Now().Add(10 * time.Second)
+	for running.Load() != 6 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if most.Load() != 6 {
+		t.Fatalf("at most %d ran at once after GOMAXPROCS went to 8, want 6", most.Load())
+	}
+}

@@ -45,8 +45,8 @@ type loop struct {
 	// Lwt thread only.
 	depth   int   // OCaml→Go entries now on the Lwt thread's stack
 	running *task // the task whose coroutine runs now
-	// runningG is running's goroutine (getg.G), or 0: any goroutine reads
-	// it, for onLoopThread's fast path.
+	// runningG is running's goroutine (getg.G) while its coroutine is alive,
+	// else 0: any goroutine reads it, for onLoopThread's fast path.
 	runningG atomic.Uintptr
 	ready    []*task            // tasks to resume before the outermost entry returns
 	live     map[*task]struct{} // tasks spawned and not yet finished
@@ -245,6 +245,9 @@ func (l *loop) step(t *task) {
 		t.next, t.stop = iter.Pull(func(yield func(struct{}) bool) {
 			t.g = getg.G()
 			t.l.runningG.Store(t.g)
+			// Cleared before the coroutine's g is freed: a goroutine given
+			// that g next must never pass onLoopThread's check.
+			defer t.l.runningG.Store(0)
 			t.yield = yield
 			t.body()
 		})

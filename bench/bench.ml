@@ -196,20 +196,25 @@ let sliced run dt =
    returns the rows of FILE, split on tabs. *)
 let tsv_rows exe args =
   let out = Filename.temp_file "bench" ".tsv" in
-  let devnull = Unix.openfile "/dev/null" [ Unix.O_WRONLY ] 0 in
-  let pid = Unix.create_process exe (Array.of_list ((exe :: args) @ [ "--tsv"; out ])) Unix.stdin devnull Unix.stderr in
-  Unix.close devnull;
-  (match Unix.waitpid [] pid with _, Unix.WEXITED 0 -> () | _ -> failwith (exe ^ " failed"));
-  let ic = open_in out in
-  let rec rows acc =
-    match input_line ic with
-    | line -> rows (String.split_on_char '\t' line :: acc)
-    | exception End_of_file ->
-        close_in ic;
-        Sys.remove out;
-        List.rev acc
-  in
-  rows []
+  Fun.protect
+    ~finally:(fun () -> Sys.remove out)
+    (fun () ->
+      let devnull = Unix.openfile "/dev/null" [ Unix.O_WRONLY ] 0 in
+      let pid =
+        Fun.protect
+          ~finally:(fun () -> Unix.close devnull)
+          (fun () -> Unix.create_process exe (Array.of_list ((exe :: args) @ [ "--tsv"; out ])) Unix.stdin devnull Unix.stderr)
+      in
+      (match Unix.waitpid [] pid with _, Unix.WEXITED 0 -> () | _ -> failwith (exe ^ " failed"));
+      let ic = open_in out in
+      let rec rows acc =
+        match input_line ic with
+        | line -> rows (String.split_on_char '\t' line :: acc)
+        | exception End_of_file ->
+            close_in ic;
+            List.rev acc
+      in
+      rows [])
 
 let seed ?(nosys = false) () =
   let args = [ "--secs"; Printf.sprintf "%g" !secs ] @ if nosys then [ "--nosys" ] else [] in
@@ -772,6 +777,8 @@ let () =
       seed ~nosys:true ());
   if wants "app" then
     if !app_exe = "" then prerr_endline "bench: app skipped (no --app)"
+    else if not (Sys.file_exists !app_exe) then
+      prerr_endline ("bench: app skipped: no " ^ !app_exe ^ " (it needs cohttp-lwt-unix: make bench installs it)")
     else (
       prerr_endline "bench: app";
       app ());
