@@ -303,9 +303,9 @@ let shape =
       the Lwt stream stops Go's producer ([Sender.Send] returns
       [lwt.ErrStreamStopped]); so does {!shutdown} ([lwt.ErrClosed]). A
       pending read holds the stream until Go answers it: in Lwt, what waits
-      on a promise lives as long as whoever settles it. A Go value that cannot cross (an [int64] past 63
-      bits) is a {!Go_error} at the read of its batch, whose values are
-      lost.
+      on a promise lives as long as whoever settles it. A Go value that
+      cannot cross (an [int] past 63 bits) ends the stream: the values
+      before it are read, then its {!Go_error}.
 
       From OCaml, any [Lwt_stream.t], which Go then reads ([Stream.Recv],
       or [Stream.All] as an [iter.Seq2[A, error]]) and OCaml should not:

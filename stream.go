@@ -24,6 +24,7 @@ import (
 	"iter"
 	"reflect"
 	"sync"
+	"unsafe"
 )
 
 // ErrStreamStopped is what Sender.Send returns once the reader stopped the
@@ -229,6 +230,37 @@ func (s *Stream[T]) stop(onLoop bool) {
 	}
 }
 
+// fail ends the stream with err, dropping the values not read: one of them
+// cannot cross to OCaml. The producer's next Send fails.
+func (s *Stream[T]) fail(err error) {
+	s.mu.Lock()
+	s.ended, s.err = true, err
+	s.ring, s.head, s.count = nil, 0, 0
+	w := s.writable
+	s.writable = nil
+	s.mu.Unlock()
+	wake(w, true)
+}
+
+// holdsInt reports whether OCaml's type holds an int, which a Go value may
+// not fit.
+func holdsInt(o *otype) bool {
+	if o.code == 'i' {
+		return true
+	}
+	for _, e := range o.elems {
+		if holdsInt(e) {
+			return true
+		}
+	}
+	for _, f := range o.fields {
+		if f.typ != nil && holdsInt(f.typ) {
+			return true
+		}
+	}
+	return false
+}
+
 // push adds v after the values ready; there is room. Under mu.
 func (s *Stream[T]) push(v T) {
 	if s.ring == nil {
@@ -399,6 +431,16 @@ func (*Stream[T]) streamCodec(elem *otype) (func(value) (any, error), func(any) 
 	if err != nil {
 		return nil, nil, err
 	}
+	// A value that cannot cross (a Go int past OCaml's 63 bits) would fail
+	// its whole batch: where the type holds an int, each value is tried
+	// first, and the batch stops before the first that fails, whose error
+	// then ends the stream.
+	var check *flatCodec
+	if holdsInt(elem) {
+		if check, err = flatCodecOf(elem, reflect.TypeFor[T]()); err != nil {
+			return nil, nil, err
+		}
+	}
 	decode := func(v value) (any, error) {
 		f, err := hold(v)
 		if err != nil {
@@ -427,6 +469,19 @@ func (*Stream[T]) streamCodec(elem *otype) (func(value) (any, error), func(any) 
 		wake(w, true)
 		cb := TaskCallback(func(ctx context.Context, max int) (Pair[[]T, bool], error) {
 			vs, err := s.take(ctx, max, nil, true)
+			if check != nil {
+				var scratch []byte
+				for i := range vs {
+					var bad error
+					if scratch, bad = check.put(scratch[:0], unsafe.Pointer(&vs[i])); bad != nil {
+						s.fail(bad)
+						if i == 0 {
+							return Pair[[]T, bool]{}, bad
+						}
+						return Pair[[]T, bool]{First: vs[:i]}, nil
+					}
+				}
+			}
 			if err == io.EOF {
 				return Pair[[]T, bool]{First: vs, Second: true}, nil
 			}

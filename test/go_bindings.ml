@@ -360,6 +360,11 @@ let streams_once_bound = lazy (I.bind_sync "streams.once" T.unit (T.stream T.int
 let streams_once : unit -> int Lwt_stream.t =
  fun x1 -> (Lazy.force streams_once_bound) x1
 
+(* "streams.overflow", a goroutine function in Go. *)
+let streams_overflow_bound = lazy (I.bind "streams.overflow" T.unit (T.stream T.int))
+let streams_overflow : unit -> int Lwt_stream.t Lwt.t =
+ fun x1 -> (Lazy.force streams_overflow_bound) x1
+
 (* "streams.panicking", a goroutine function in Go. *)
 let streams_panicking_bound = lazy (I.bind "streams.panicking" T.unit (T.stream T.int))
 let streams_panicking : unit -> int Lwt_stream.t Lwt.t =
@@ -767,6 +772,7 @@ let bind_all () =
   Stdlib.ignore (Lazy.force streams_ints_bound);
   Stdlib.ignore (Lazy.force streams_late_bound);
   Stdlib.ignore (Lazy.force streams_once_bound);
+  Stdlib.ignore (Lazy.force streams_overflow_bound);
   Stdlib.ignore (Lazy.force streams_panicking_bound);
   Stdlib.ignore (Lazy.force streams_producer_bound);
   Stdlib.ignore (Lazy.force streams_read_all_bound);

@@ -21,6 +21,7 @@ let identity = streams_identity
 let once = streams_once
 let blocked = streams_blocked
 let late = streams_late
+let overflow = streams_overflow
 let recv_sync = streams_recv_sync
 let rename s = I.bind "streams.rename" I.Ty.(stream Types.user) I.Ty.(stream Types.user) s
 
@@ -97,6 +98,12 @@ let test_go_errors () =
     ( failing 2 true >>= read >|= fun (got, e) ->
       Alcotest.(check (list string)) "the values" [ "0"; "1" ] got;
       Alcotest.(check bool) "the registered exception" true (e = Some Not_found) );
+  Lwt_main.run
+    ( overflow () >>= read >|= fun (got, e) ->
+      Alcotest.(check (list int)) "the values before one past 63 bits" [ 1; 2 ] got;
+      match e with
+      | Some (I.Go_error { message; _ }) when Astring.String.is_infix ~affix:"does not fit OCaml's 63-bit int" message -> ()
+      | _ -> Alcotest.fail "no Go_error for the value past 63 bits" );
   Lwt_main.run
     ( panicking () >>= fun s ->
       Lwt_stream.get s >>= fun first ->

@@ -179,6 +179,16 @@ func init() {
 		return fmt.Sprint(err), nil
 	})
 
+	// A value past OCaml's 63-bit ints among others that fit.
+	lwt.MustRegister("streams.overflow", func(context.Context, struct{}) (*lwt.Stream[int], error) {
+		s, w := lwt.NewStream[int](8)
+		for _, v := range []int{1, 2, 1 << 62, 4} {
+			w.Send(context.Background(), v)
+		}
+		w.Close(nil)
+		return s, nil
+	})
+
 	// The same stream each call: crossing a second time is refused.
 	once, w := lwt.NewStream[int](1)
 	w.Close(nil)
