@@ -124,7 +124,7 @@ func (w Sender[T]) Send(ctx context.Context, v T) error {
 			r := s.readable
 			s.readable = nil
 			s.mu.Unlock()
-			wake(r, onLoopThread())
+			wake(r)
 			return nil
 		}
 		wait := signalIn(&s.writable)
@@ -154,7 +154,7 @@ func (w Sender[T]) Close(err error) bool {
 	r := s.readable
 	s.readable = nil
 	s.mu.Unlock()
-	wake(r, onLoopThread())
+	wake(r)
 	return true
 }
 
@@ -216,8 +216,11 @@ func (s *Stream[T]) stop(onLoop bool) {
 	r, w, pulling, pull := s.readable, s.writable, s.pulling, s.pull
 	s.readable, s.writable, s.pulling, s.pull = nil, nil, nil, nil
 	s.mu.Unlock()
-	wake(r, onLoop)
-	wake(w, onLoop)
+	for _, p := range []*Promise[struct{}]{r, w} {
+		if p != nil {
+			p.settle(struct{}{}, nil, onLoop)
+		}
+	}
 	if pulling != nil {
 		pulling.Cancel() // posts
 	}
@@ -239,7 +242,7 @@ func (s *Stream[T]) fail(err error) {
 	w := s.writable
 	s.writable = nil
 	s.mu.Unlock()
-	wake(w, true)
+	wake(w)
 }
 
 // holdsInt reports whether OCaml's type holds an int, which a Go value may
@@ -302,7 +305,7 @@ func (s *Stream[T]) take(ctx context.Context, max int, out []T, byOCaml bool) ([
 			s.writable = nil
 			s.readAhead()
 			s.mu.Unlock()
-			wake(w, onLoopThread())
+			wake(w)
 			return out, last
 		}
 		if s.ended {
@@ -380,10 +383,11 @@ func signalIn(slot **Promise[struct{}]) *Promise[struct{}] {
 	return *slot
 }
 
-// wake settles a signal taken from its slot (nil: nobody waits).
-func wake(p *Promise[struct{}], onLoop bool) {
+// wake settles a signal taken from its slot (nil: nobody waits, and the
+// thread check, a call into C off the Lwt thread, is not made).
+func wake(p *Promise[struct{}]) {
 	if p != nil {
-		p.settle(struct{}{}, nil, onLoop)
+		p.settle(struct{}{}, nil, onLoopThread())
 	}
 }
 
@@ -466,7 +470,7 @@ func (*Stream[T]) streamCodec(elem *otype) (func(value) (any, error), func(any) 
 		w := s.writable // a Send waiting since before: it now watches gone too
 		s.writable = nil
 		s.mu.Unlock()
-		wake(w, true)
+		wake(w)
 		cb := TaskCallback(func(ctx context.Context, max int) (Pair[[]T, bool], error) {
 			vs, err := s.take(ctx, max, nil, true)
 			if check != nil {

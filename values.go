@@ -174,13 +174,7 @@ func functionCodec[T any](o *otype, dir direction) (*codec[T], error) {
 			return nil, within(fmt.Sprintf("in %v", o), err)
 		}
 		return &codec[T]{
-			decode: func(v value) (T, error) {
-				f, err := hold(v)
-				if err != nil {
-					return zero, err
-				}
-				return f.(T), nil
-			},
+			decode: typed[T](hold),
 			encode: func(T) (value, error) { panic("lwt: an *lwt.Func bound to go to OCaml") }, // refused above
 		}, nil
 	}
@@ -271,17 +265,20 @@ func heldCodec[T any](o *otype, codecs func(elem *otype) (func(value) (any, erro
 	if err != nil {
 		return nil, within(fmt.Sprintf("in %v", o), err)
 	}
-	return &codec[T]{
-		decode: func(v value) (T, error) {
-			x, err := dec(v)
-			if err != nil {
-				var zero T
-				return zero, err
-			}
-			return x.(T), nil
-		},
-		encode: func(x T) (value, error) { return enc(x) },
-	}, nil
+	return &codec[T]{decode: typed[T](dec), encode: func(x T) (value, error) { return enc(x) }}, nil
+}
+
+// typed is a decoder over any (a function's, a promise's, a stream's, which
+// make the Go value themselves) as a decoder of T.
+func typed[T any](dec func(value) (any, error)) func(value) (T, error) {
+	return func(v value) (T, error) {
+		x, err := dec(v)
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		return x.(T), nil
+	}
 }
 
 // closureType is implemented by *Func[A, R], so that codecOf can build
