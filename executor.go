@@ -214,12 +214,14 @@ type task struct {
 	stop   func()
 	yield  func(struct{}) bool
 
-	waiting bool        // suspended in Await
-	seq     uint64      // counts awaits, so that a stale wake-up is ignored
-	stopped bool        // stop was called: no further Await may suspend
-	ownCtx  bool        // the pending Await uses ctx, whose cancellation wakes it
-	unwatch func() bool // the watch on ctx, made at the first Await
-	calls   []settler   // calls into OCaml in flight under ctx, cancelled with it
+	waiting   bool         // suspended in Await
+	seq       uint64       // counts awaits, so that a stale wake-up is ignored
+	stopped   bool         // stop was called: no further Await may suspend
+	ownCtx    bool         // the pending Await uses ctx, whose cancellation wakes it
+	ctxCanEnd bool         // ctx.Done() != nil, asked once
+	ctxCall   *inCall      // ctx, when it is the OCaml call that started the task
+	unwatch   func() bool  // the watch on ctx, made at the first Await
+	calls     []*callState // calls into OCaml in flight under ctx, cancelled with it
 }
 
 // spawn starts a task running body (at once if the Lwt thread is in its
@@ -231,6 +233,8 @@ func (l *loop) spawn(t *task) {
 		t.abort(ErrClosed)
 		return
 	}
+	t.ctxCall, _ = t.ctx.(*inCall)
+	t.ctxCanEnd = t.ctxCall != nil || t.ctx.Done() != nil // a call's Done would make a channel
 	l.live[t] = struct{}{}
 	l.tasksLive.Add(1)
 	l.schedule(t)
@@ -275,9 +279,9 @@ func (l *loop) finish(t *task) {
 	delete(l.live, t)
 	l.tasksLive.Add(-1)
 	t.stopWatching()
-	for _, s := range t.calls { // started with Func.Go and not awaited: they outlive the task
-		cs := s.state()
-		cs.task = nil
+	for _, cs := range t.calls { // started with Func.Go and not awaited: they outlive the task
+		s := cs.self
+		cs.task, cs.self = nil, nil
 		cs.watch(t.ctx, l, s)
 	}
 	t.calls = nil
@@ -294,6 +298,15 @@ func (t *task) stopWatching() {
 	}
 }
 
+// owns reports whether ctx is t's own context (ctx == t.ctx), without the
+// runtime call that comparing interfaces costs when ctx is a call.
+func (t *task) owns(ctx context.Context) bool {
+	if c, ok := ctx.(*inCall); ok {
+		return c == t.ctxCall
+	}
+	return ctx == t.ctx
+}
+
 // wake resumes t if it still waits in the await numbered seq. Lwt thread only.
 func (t *task) wake(seq uint64) {
 	if t.waiting && t.seq == seq {
@@ -306,8 +319,8 @@ func (t *task) wake(seq uint64) {
 func (t *task) onCancel() {
 	calls := t.calls
 	t.calls = nil
-	for _, c := range calls {
-		t.l.cancelOutCall(c, t.ctx.Err())
+	for _, cs := range calls {
+		t.l.cancelOutCall(cs.self, t.ctx.Err())
 	}
 	if t.ownCtx {
 		t.wake(t.seq)
@@ -315,12 +328,16 @@ func (t *task) onCancel() {
 }
 
 // dropCall forgets the call whose state is cs. The call a task awaits is
-// the last it started: searched from the end, and told by its state's
-// address (an interface comparison costs a runtime call).
+// the last it started: searched from the end.
 func (t *task) dropCall(cs *callState) {
 	for i := len(t.calls) - 1; i >= 0; i-- {
-		if t.calls[i].state() == cs {
-			t.calls = append(t.calls[:i], t.calls[i+1:]...)
+		if t.calls[i] == cs {
+			last := len(t.calls) - 1
+			if i < last {
+				copy(t.calls[i:], t.calls[i+1:])
+			}
+			t.calls[last] = nil
+			t.calls = t.calls[:last]
 			return
 		}
 	}

@@ -108,9 +108,9 @@ func (f *Func[A, R]) Call(ctx context.Context, arg A) (R, error) {
 	c.t = t
 	t.seq++
 	c.seq = t.seq
-	if err := f.send(ctx, c, arg, false); err != nil {
+	if pending, v, err := f.send(ctx, c, arg, false); !pending {
 		f.recycle(c)
-		return zero, err
+		return v, err
 	}
 	for !c.done {
 		if !t.suspend() {
@@ -152,44 +152,55 @@ func (f *Func[A, R]) goCall(ctx context.Context, arg A, post bool) *Promise[R] {
 
 // start makes Go's call c on the Lwt thread, or fails it.
 func (f *Func[A, R]) start(ctx context.Context, c *outCall[R], arg A) {
-	err := f.root.usable()
-	if err == nil {
-		err = f.send(ctx, c, arg, true)
-	}
-	if err != nil {
-		c.abandon(err)
+	if err := f.root.usable(); err != nil {
+		c.finish(*new(R), err)
+	} else if pending, v, err := f.send(ctx, c, arg, true); !pending {
+		c.finish(v, err)
 	}
 }
 
 // send makes call s on the Lwt thread, once the caller has checked that
-// f's root is usable. When OCaml's promise is already settled, s is settled
-// before send returns; otherwise OCaml settles it later through
-// lwt_go_resolve or lwt_go_reject. An error means nothing was sent. A call
-// whose ctx can end, or whose promise can be cancelled (promised: Func.Go's),
-// is cancellable: its end Lwt.cancels OCaml's promise.
-func (f *Func[A, R]) send(ctx context.Context, s settler, arg A, promised bool) error {
+// f's root is usable. It returns pending when OCaml's promise waits: s is
+// then in l.outCalls until OCaml settles it (lwt_go_resolve, lwt_go_reject)
+// or its context ends it. Otherwise it returns the call's outcome (an error
+// that kept it from being made, or OCaml's promise already settled) and
+// keeps nothing of s. A call whose ctx can end, or whose promise can be
+// cancelled (promised: Func.Go's), is cancellable: its end Lwt.cancels
+// OCaml's promise.
+func (f *Func[A, R]) send(ctx context.Context, s settler, arg A, promised bool) (pending bool, v R, err error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return false, v, err
 	}
-	v, err := f.enc.encode(arg)
+	arg1, err := f.enc.encode(arg)
 	if err != nil {
-		return err
+		return false, v, err
 	}
 	l := f.root.l
-	id := l.outCalls.add(s)
-	switch C.lwt_call(f.root.cell.root, v, C.intptr_t(id), boolInt(promised || ctx.Done() != nil)) {
+	// The running task's own context is watched by the task, which knows
+	// whether it can end (and spares a Done that would make a channel).
+	t := l.running
+	own := t != nil && t.owns(ctx)
+	canEnd := (own && t.ctxCanEnd) || (!own && ctx.Done() != nil)
+	id := l.outCalls.reserve()
+	switch C.lwt_call(f.root.cell.root, arg1, C.intptr_t(id), boolInt(promised || canEnd)) {
 	case C.LWT_PENDING:
-		if ctx.Done() != nil {
-			s.state().watch(ctx, f.root.l, s)
+		if !l.outCalls.keep(id, s) {
+			return false, v, ErrClosed // shut down meanwhile: OCaml's promise no longer reaches Go
 		}
+		if own && canEnd {
+			s.state().watchedBy(t, s)
+		} else if canEnd {
+			s.state().watch(ctx, l, s)
+		}
+		return true, v, nil
 	case C.LWT_RESOLVED:
-		l.outCalls.take(id)
-		s.resolve(C.lwt_call_out.result)
+		l.outCalls.unreserve(id)
+		v, err = f.dec.decode(C.lwt_call_out.result)
+		return false, v, err
 	default:
-		l.outCalls.take(id)
-		s.reject(takeCallError(&C.lwt_call_out))
+		l.outCalls.unreserve(id)
+		return false, v, takeCallError(&C.lwt_call_out)
 	}
-	return nil
 }
 
 // takeCallError reads and frees the exception of a call that OCaml
@@ -248,29 +259,33 @@ type settler interface {
 type callState struct {
 	id int
 	// The running task's own context is watched by the task (which costs
-	// nothing per call); any other context by an AfterFunc.
+	// nothing per call): the call is then in task.calls, as self. Any other
+	// context is watched by an AfterFunc.
 	task    *task
+	self    settler
 	unwatch func() bool
 }
 
-// watch arranges for the cancellation of ctx to cancel call s.
+// watch arranges for the end of ctx to cancel call s.
 func (cs *callState) watch(ctx context.Context, l *loop, s settler) {
-	if t := l.running; t != nil && ctx == t.ctx {
-		cs.task = t
-		t.calls = append(t.calls, s)
-		return
-	}
 	cs.unwatch = context.AfterFunc(ctx, func() {
 		l.post(func() { l.cancelOutCall(s, ctx.Err()) })
 	})
 }
 
-// unwatchCall stops watching call s's context. It reports whether the
+// watchedBy puts call s in the calls of task t, which cancels them when
+// its own context ends.
+func (cs *callState) watchedBy(t *task, s settler) {
+	cs.task, cs.self = t, s
+	t.calls = append(t.calls, cs)
+}
+
+// unwatchCall stops watching the call's context. It reports whether the
 // AfterFunc had already run: a cancel naming the call may then be in flight.
-func (cs *callState) unwatchCall(s settler) (fired bool) {
+func (cs *callState) unwatchCall() (fired bool) {
 	if cs.task != nil {
 		cs.task.dropCall(cs)
-		cs.task = nil
+		cs.task, cs.self = nil, nil
 	}
 	if cs.unwatch != nil {
 		fired = !cs.unwatch()
@@ -302,7 +317,7 @@ func (c *outCall[R]) abandon(err error) {
 }
 
 func (c *outCall[R]) finish(v R, err error) {
-	c.unwatchCall(c)
+	c.unwatchCall()
 	c.settle(v, err, true)
 }
 
@@ -342,7 +357,7 @@ func (c *taskCall[R]) finish(v R, err error) {
 		return
 	}
 	c.done, c.value, c.err = true, v, err
-	c.fired = c.unwatchCall(c)
+	c.fired = c.unwatchCall()
 	c.t.wake(c.seq)
 }
 
@@ -379,10 +394,17 @@ func (l *loop) failOffThread(id int) {
 // slot's generation (gen<<32 | slot): OCaml indexes its cancellers by the
 // slot, and an id that reaches Go late (settled on another thread, or
 // after a restart) names no other call, whatever reused its slot.
+//
+// A call gets its id before OCaml is called (reserve), and keeps it only
+// if OCaml's promise waits (keep); otherwise no one saw the id, and it is
+// the next call's (unreserve): a call OCaml answers at once, the common
+// case of a task calling an Lwt function in a loop, touches no slot.
 type callTable struct {
-	slots    []settler
+	slots    []settler // nil: free, or reserved
 	gens     []uint32
 	free     []int
+	spare    int  // a reserved id handed back, if hasSpare
+	hasSpare bool // the next reserve returns spare
 	inFlight atomic.Int64
 }
 
@@ -396,23 +418,54 @@ const genMask = 1<<30 - 1
 
 const slotBits = 32
 
-func (t *callTable) add(s settler) int {
-	t.inFlight.Add(1)
+// reserve returns the id of the next call.
+func (t *callTable) reserve() int {
+	if t.hasSpare {
+		t.hasSpare = false
+		return t.spare
+	}
 	var slot int
 	if n := len(t.free); n > 0 {
 		slot = t.free[n-1]
 		t.free = t.free[:n-1]
-		t.slots[slot] = s
 	} else {
 		slot = len(t.slots)
-		t.slots = append(t.slots, s)
+		t.slots = append(t.slots, nil)
 		t.gens = append(t.gens, 0)
 	}
 	gen := callGens.Add(1) & genMask
 	t.gens[slot] = gen
-	id := int(gen)<<slotBits | slot
+	return int(gen)<<slotBits | slot
+}
+
+// reserved reports whether id is reserved: false after abandonAll emptied
+// the table (a shutdown while OCaml ran the call).
+func (t *callTable) reserved(id int) bool {
+	slot := id & (1<<slotBits - 1)
+	return slot < len(t.slots) && t.slots[slot] == nil && t.gens[slot] == uint32(id>>slotBits)
+}
+
+// keep puts call s in flight as id, reserved for it, once OCaml's promise
+// waits. It reports false if id is no longer reserved.
+func (t *callTable) keep(id int, s settler) bool {
+	if !t.reserved(id) {
+		return false
+	}
+	t.slots[id&(1<<slotBits-1)] = s
 	s.state().id = id
-	return id
+	t.inFlight.Add(1)
+	return true
+}
+
+// unreserve hands back id, reserved for a call that OCaml settled at once.
+func (t *callTable) unreserve(id int) {
+	switch {
+	case !t.reserved(id):
+	case !t.hasSpare:
+		t.spare, t.hasSpare = id, true
+	default: // a nested call's id was handed back meanwhile
+		t.free = append(t.free, id&(1<<slotBits-1))
+	}
 }
 
 // take removes and returns call id, or nil if it is not in flight.
@@ -442,7 +495,7 @@ func (t *callTable) abandonAll(err error) {
 			s.abandon(err)
 		}
 	}
-	t.slots, t.gens, t.free = nil, nil, nil
+	t.slots, t.gens, t.free, t.hasSpare = nil, nil, nil, false
 }
 
 // Lookup returns the OCaml function registered as name with

@@ -898,8 +898,8 @@ func TestCallIDsFitOCamlInts(t *testing.T) {
 	for _, gen := range []uint32{genMask - 1, genMask, 1<<31 + 5, 1<<32 - 1} {
 		callGens.Store(gen)
 		c := &outCall[int]{}
-		id := out.add(c)
-		if id < 0 || id >= 1<<62 || out.take(id) != c {
+		id := out.reserve()
+		if id < 0 || id >= 1<<62 || !out.keep(id, c) || out.take(id) != c {
 			t.Errorf("out: after %d calls, id %d", gen, id)
 		}
 		in.gens = []uint32{gen}
@@ -910,6 +910,45 @@ func TestCallIDsFitOCamlInts(t *testing.T) {
 		if iid < 0 || iid >= 1<<62 || in.get(iid) != ic {
 			t.Errorf("in: after generation %d, id %d", gen, iid)
 		}
+	}
+}
+
+// A call's id is reserved before OCaml runs it and kept only if the call
+// waits; one OCaml answered at once hands its id to the next call. Calls
+// made meanwhile (nested) get ids of their own, and an id reserved across
+// a shutdown (abandonAll) is no longer kept.
+func TestCallTableReserve(t *testing.T) {
+	var tab callTable
+	a := tab.reserve()
+	nested := tab.reserve()
+	if nested == a {
+		t.Fatalf("a nested call got its caller's id %d", a)
+	}
+	tab.unreserve(nested) // the nested call settled at once
+	tab.unreserve(a)      // and so did its caller
+	b := tab.reserve()
+	if b != nested {
+		t.Errorf("the next call got %#x, not the id handed back, %#x", b, nested)
+	}
+	const slotMask = 1<<slotBits - 1
+	if c := tab.reserve(); c&slotMask != a&slotMask || c == a {
+		t.Errorf("then %#x, not the freed slot of %#x with a new generation", c, a)
+	}
+	c := tab.reserve()
+	wait := &outCall[int]{}
+	if !tab.keep(b, wait) || tab.take(b) != wait || tab.inFlight.Load() != 0 {
+		t.Errorf("a kept call is not in flight as its id")
+	}
+	if tab.take(c) != nil {
+		t.Errorf("a reserved id is taken as if in flight")
+	}
+	tab.abandonAll(ErrClosed)
+	if tab.keep(c, &outCall[int]{}) {
+		t.Errorf("an id reserved before a shutdown was kept after it")
+	}
+	tab.unreserve(c)
+	if tab.hasSpare {
+		t.Errorf("an id reserved before a shutdown was handed to the next call")
 	}
 }
 
