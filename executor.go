@@ -49,6 +49,7 @@ type loop struct {
 	// else 0: any goroutine reads it, for onLoopThread's fast path.
 	runningG atomic.Uintptr
 	ready    []*task            // tasks to resume before the outermost entry returns
+	resuming bool               // OCaml's settlement of a call resumes a task now (mayDefer)
 	live     map[*task]struct{} // tasks spawned and not yet finished
 	batch    []func()           // scratch for runPending
 

@@ -232,7 +232,9 @@ func lwt_go_resolve(id C.intptr_t, v C.lwt_value) {
 	defer l.leave()
 	defer guard(nil) // runs first: leave then resumes tasks normally
 	if s := l.outCalls.take(int(id)); s != nil {
+		l.resuming = l.depth == 1
 		s.resolve(v)
+		l.resuming = false
 	}
 }
 
@@ -246,7 +248,29 @@ func lwt_go_reject(id C.intptr_t, buf *C.uchar, n C.size_t) {
 	defer l.leave()
 	defer guard(nil)
 	if s := l.outCalls.take(int(id)); s != nil {
+		l.resuming = l.depth == 1
 		s.reject(ocamlError(unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(n))))
+		l.resuming = false
+	}
+}
+
+// lwt_go_fail rejects a call that a task deferred (func.go's mayDefer) and
+// that OCaml rejected at once.
+//
+//export lwt_go_fail
+func lwt_go_fail(id C.intptr_t, out *C.struct_lwt_call_out) {
+	err := takeCallError(out) // frees the error, whatever became of the call
+	l := current.Load()
+	if l == nil {
+		return
+	}
+	l.arrive()
+	defer l.leave()
+	defer guard(nil)
+	if s := l.outCalls.take(int(id)); s != nil {
+		l.resuming = l.depth == 1
+		s.reject(err)
+		l.resuming = false
 	}
 }
 

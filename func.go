@@ -18,6 +18,7 @@ package lwt
 struct lwt_ocaml *lwt_api;
 struct lwt_call_out lwt_call_out;
 size_t lwt_out_len;
+struct lwt_deferred_call lwt_deferred_call;
 
 static void lwt_set_api(struct lwt_ocaml *a) { lwt_api = a; }
 */
@@ -182,16 +183,20 @@ func (f *Func[A, R]) send(ctx context.Context, s settler, arg A, promised bool) 
 	own := t != nil && t.owns(ctx)
 	canEnd := (own && t.ctxCanEnd) || (!own && ctx.Done() != nil)
 	id := l.outCalls.reserve()
+	if !promised && l.mayDefer() {
+		l.outCalls.keep(id, s)
+		s.state().watchFor(ctx, l, own, canEnd, s)
+		C.lwt_deferred_call = C.struct_lwt_deferred_call{fn: f.root.cell.root, arg: arg1, id: C.intptr_t(id),
+			cancellable: boolInt(canEnd), set: 1}
+		return true, v, nil
+	}
 	switch C.lwt_call(f.root.cell.root, arg1, C.intptr_t(id), boolInt(promised || canEnd)) {
 	case C.LWT_PENDING:
+		C.lwt_deferred_call.missed = 0
 		if !l.outCalls.keep(id, s) {
 			return false, v, ErrClosed // shut down meanwhile: OCaml's promise no longer reaches Go
 		}
-		if own && canEnd {
-			s.state().watchedBy(t, s)
-		} else if canEnd {
-			s.state().watch(ctx, l, s)
-		}
+		s.state().watchFor(ctx, l, own, canEnd, s)
 		return true, v, nil
 	case C.LWT_RESOLVED:
 		l.outCalls.unreserve(id)
@@ -264,6 +269,27 @@ type callState struct {
 	task    *task
 	self    settler
 	unwatch func() bool
+}
+
+// watchFor watches the context of call s, if it can end (canEnd): by the
+// running task, if ctx is its own.
+func (cs *callState) watchFor(ctx context.Context, l *loop, own, canEnd bool, s settler) {
+	if own && canEnd {
+		cs.watchedBy(l.running, s)
+	} else if canEnd {
+		cs.watch(ctx, l, s)
+	}
+}
+
+// mayDefer reports whether the running task's Call may leave its call to
+// stubs.c, which makes it once the entry returns: the task runs in an
+// entry that OCaml's settlement of a call made (lwt_go_resolve,
+// lwt_go_reject, lwt_go_fail), and nothing will run after it in that entry
+// (no other task is ready, and Call suspends the task at once). Not when
+// the task's last deferred call was answered at once: such calls are
+// cheaper made from Go, which gets the answer without resuming the task.
+func (l *loop) mayDefer() bool {
+	return l.resuming && len(l.ready) == 0 && C.lwt_deferred_call.set == 0 && C.lwt_deferred_call.missed == 0
 }
 
 // watch arranges for the end of ctx to cancel call s.

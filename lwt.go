@@ -268,6 +268,7 @@ func shutdownBridge(l *loop, ctx context.Context) error {
 	err := l.shutdown(func() {
 		l.rejectAllInCalls(ErrClosed)
 		l.outCalls.abandonAll(ErrClosed)
+		C.lwt_deferred_call = C.struct_lwt_deferred_call{} // a call no one will make: its root goes below
 	})
 	l.freeAllRoots() // OCaml's roots: the rest goes with l
 	setAPI(nil)      // nothing calls OCaml until the next init (a Simulate finds no OCaml)

@@ -102,6 +102,23 @@ struct lwt_ocaml {
   const unsigned char *(*flat_data)(lwt_value v, size_t *len);
 };
 
+/* A call that a task left to stubs.c (func.go's deferral): made with
+ * api->call as soon as the lwt_go_resolve or lwt_go_reject that resumed the
+ * task returns, for nothing else enters OCaml meanwhile; Go already holds
+ * id as a pending call. An outcome known at once reaches Go as if OCaml's
+ * promise had settled later: lwt_go_resolve, or lwt_go_fail; missed is
+ * then set, so that Go makes its next call itself. Go defines it; Lwt
+ * thread only. */
+struct lwt_deferred_call {
+  lwt_root fn;
+  lwt_value arg;
+  intptr_t id;
+  int cancellable;
+  int set;
+  int missed;
+};
+extern struct lwt_deferred_call lwt_deferred_call;
+
 /* Exported by Go (export.go); stubs.c calls them on the Lwt thread but
  * where said. err->buf (or *err, a message for Invalid_argument), when set,
  * is malloc'd; the caller frees it. */
@@ -125,6 +142,8 @@ extern void lwt_go_cancel(int64_t call, int on_lwt_thread);
 extern void lwt_go_resolve(intptr_t id, lwt_value v);
 /* err: lwt_interop.ml's ocaml_error record, as a flat buffer. */
 extern void lwt_go_reject(intptr_t id, unsigned char *err, size_t len);
+/* A deferred call that OCaml rejected at once; Go frees out->error. */
+extern void lwt_go_fail(intptr_t id, struct lwt_call_out *out);
 /* Any thread: Go call id was settled on a thread that is not the Lwt thread. */
 extern void lwt_go_settled_off_thread(intptr_t id);
 extern void lwt_go_stats(int64_t *out, int n);

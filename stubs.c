@@ -532,14 +532,40 @@ value lwt_interop_cancel(value call)
  * Go's call gets its result. Woken on another thread (Lwt.wakeup from a
  * Thread), the value cannot be handed over, and Go's call fails with an
  * error saying so. These run as Lwt callbacks: they never raise. */
+/* Makes the call that the task resumed by the entry that just returned
+ * left here (lwt_deferred_call), as Go would have made it: the task's next
+ * call costs no crossing from Go into C. An outcome known at once resumes
+ * the task, which may leave another call. */
+static void make_deferred_calls(void)
+{
+  while (lwt_deferred_call.set) {
+    struct lwt_deferred_call d = lwt_deferred_call;
+    struct lwt_call_out out;
+    lwt_deferred_call.set = 0;
+    switch (api_call(d.fn, d.arg, d.id, d.cancellable, &out)) {
+    case LWT_PENDING:
+      break;
+    case LWT_RESOLVED:
+      lwt_deferred_call.missed = 1;
+      lwt_go_resolve(d.id, out.result);
+      break;
+    default:
+      lwt_deferred_call.missed = 1;
+      lwt_go_fail(d.id, &out);
+    }
+  }
+}
+
 value lwt_interop_resolve(value id, value v)
 {
   if (forked || !started)
     return Val_unit;
-  if (on_lwt_thread())
+  if (on_lwt_thread()) {
     lwt_go_resolve(Long_val(id), (lwt_value)v);
-  else
+    make_deferred_calls();
+  } else {
     lwt_go_settled_off_thread(Long_val(id));
+  }
   return Val_unit;
 }
 
@@ -551,6 +577,7 @@ value lwt_interop_reject(value id, value err)
     size_t len;
     const unsigned char *p = api_flat_data((lwt_value)err, &len);
     lwt_go_reject(Long_val(id), (unsigned char *)p, len);
+    make_deferred_calls();
   } else {
     lwt_go_settled_off_thread(Long_val(id));
   }

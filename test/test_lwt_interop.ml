@@ -237,6 +237,36 @@ let test_outcomes () =
       run (outcomes f >|= Alcotest.(check string) name want))
     [ "test.outcomes_task"; "test.outcomes_goroutine" ]
 
+(* The same outcomes, each from a call that a Go task makes as soon as
+   OCaml's answer to its previous call (later: a value, then an exception)
+   resumed it: the bridge makes such a call from C, once Go has returned,
+   and its outcome reaches Go as if it came later. 5 calls back into Go
+   before it answers. *)
+let test_outcomes_resumed () =
+  let go_reenter = I.bind_sync "test.reenter" I.Ty.int I.Ty.int in
+  let f = function
+    | 1 -> Lwt.return 10
+    | 2 -> Lwt.pause () >|= fun () -> 20
+    | 3 -> failwith "at once"
+    | 4 -> Lwt.pause () >>= fun () -> Lwt.fail_with "later"
+    | 5 -> Lwt.return (go_reenter 6)
+    | _ -> Lwt.fail_with "at once, as a promise"
+  in
+  let outcome = function
+    | 1 -> "10 <nil>"
+    | 2 -> "20 <nil>"
+    | 3 -> "0 ocaml: Failure(\"at once\") (backtrace)"
+    | 4 -> "0 ocaml: Failure(\"later\")"
+    | 5 -> "6 <nil>"
+    | _ -> "0 ocaml: Failure(\"at once, as a promise\")"
+  in
+  let want =
+    List.concat_map (fun resume_by -> List.map (fun x -> outcome resume_by ^ " then " ^ outcome x) [ 1; 3; 5; 6; 2; 4 ]) [ 2; 4 ]
+  in
+  let outcomes = I.bind "test.outcomes_resumed" I.Ty.(func int int) I.Ty.string in
+  run (outcomes f >|= fun got -> Alcotest.(check (list string)) "outcomes" want (String.split_on_char '|' got));
+  Alcotest.(check int) "no call left" 0 (I.stats ()).calls
+
 (* The functions registered below. Once Go looks one up, the bridge holds a
    root to it until it shuts down. *)
 let named = [ "ocaml.tenfold"; "ocaml.upper"; "ocaml.on_lwt_thread"; "ocaml.gc_and_alloc"; "ocaml.reenter" ]
@@ -604,6 +634,7 @@ let () =
           tc "typed errors, both ways" test_typed_errors;
           tc "Go task awaits OCaml" test_go_awaits_ocaml;
           tc "every outcome of an OCaml call" test_outcomes;
+          tc "every outcome of a call made as a task resumes" test_outcomes_resumed;
           tc "OCaml functions registered by name" test_named;
           tc "re-entrant chain, 100 deep each way" test_reentrant_chain;
           tc "Go code on the Lwt thread: Post, OnLoop, Spawn" test_on_loop;

@@ -43,6 +43,16 @@ func seedLoop(ctx context.Context, f *lwt.Func[unit, unit]) (unit, error) {
 	}
 }
 
+// showOutcome shows what an OCaml call returned; an exception raised by
+// the function itself keeps its backtrace.
+func showOutcome(v int64, err error) string {
+	var e *lwt.OCamlError
+	if errors.As(err, &e) && strings.HasPrefix(e.Backtrace, "Raised at") {
+		return fmt.Sprint(v, " ", err, " (backtrace)")
+	}
+	return fmt.Sprint(v, " ", err)
+}
+
 func must(err error) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -97,22 +107,27 @@ func init() {
 	outcomes := func(ctx context.Context, f *lwt.Func[int64, int64]) (string, error) {
 		defer f.Release()
 		var out []string
-		// An exception raised by f itself keeps its backtrace.
-		show := func(v int64, err error) string {
-			var e *lwt.OCamlError
-			if errors.As(err, &e) && strings.HasPrefix(e.Backtrace, "Raised at") {
-				return fmt.Sprint(v, " ", err, " (backtrace)")
-			}
-			return fmt.Sprint(v, " ", err)
-		}
 		for x := int64(1); x <= 4; x++ {
-			out = append(out, show(f.Call(ctx, x)))
-			out = append(out, show(f.Go(ctx, x).Await(ctx)))
+			out = append(out, showOutcome(f.Call(ctx, x)))
+			out = append(out, showOutcome(f.Go(ctx, x).Await(ctx)))
 		}
 		return strings.Join(out, "|"), nil
 	}
 	must(lwt.RegisterTask("test.outcomes_task", outcomes))
 	must(lwt.Register("test.outcomes_goroutine", outcomes))
+	// Every outcome of a call that a task makes as soon as OCaml's answer
+	// to its previous call (a value, then an exception: resumeBy) resumed
+	// it: the call that the task leaves to the C stubs (func.go's mayDefer).
+	must(lwt.RegisterTask("test.outcomes_resumed", func(ctx context.Context, f *lwt.Func[int64, int64]) (string, error) {
+		defer f.Release()
+		var out []string
+		for _, resumeBy := range []int64{2, 4} {
+			for _, x := range []int64{1, 3, 5, 6, 2, 4} {
+				out = append(out, showOutcome(f.Call(ctx, resumeBy))+" then "+showOutcome(f.Call(ctx, x)))
+			}
+		}
+		return strings.Join(out, "|"), nil
+	}))
 	// Values: echoed, described from Go's side, and sent to OCaml and back.
 	must(lwt.Register("test.echo_bytes", func(_ context.Context, b []byte) ([]byte, error) { return b, nil }))
 	must(lwt.Register("test.echo_nested", func(_ context.Context, x nested) (nested, error) { return x, nil }))
