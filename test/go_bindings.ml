@@ -550,6 +550,11 @@ let test_outcomes_goroutine_bound = lazy (I.bind "test.outcomes_goroutine" (T.fu
 let test_outcomes_goroutine : (int64 -> int64 Lwt.t) -> string Lwt.t =
  fun x1 -> (Lazy.force test_outcomes_goroutine_bound) x1
 
+(* "test.outcomes_resumed", a task function in Go. *)
+let test_outcomes_resumed_bound = lazy (I.bind "test.outcomes_resumed" (T.func T.int64 T.int64) T.string)
+let test_outcomes_resumed : (int64 -> int64 Lwt.t) -> string Lwt.t =
+ fun x1 -> (Lazy.force test_outcomes_resumed_bound) x1
+
 (* "test.outcomes_task", a task function in Go. *)
 let test_outcomes_task_bound = lazy (I.bind "test.outcomes_task" (T.func T.int64 T.int64) T.string)
 let test_outcomes_task : (int64 -> int64 Lwt.t) -> string Lwt.t =
@@ -810,6 +815,7 @@ let bind_all () =
   Stdlib.ignore (Lazy.force test_ocaml_reverses_bound);
   Stdlib.ignore (Lazy.force test_on_loop_bound);
   Stdlib.ignore (Lazy.force test_outcomes_goroutine_bound);
+  Stdlib.ignore (Lazy.force test_outcomes_resumed_bound);
   Stdlib.ignore (Lazy.force test_outcomes_task_bound);
   Stdlib.ignore (Lazy.force test_panic_goroutine_bound);
   Stdlib.ignore (Lazy.force test_panic_sync_bound);
