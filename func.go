@@ -105,20 +105,24 @@ func (f *Func[A, R]) Call(ctx context.Context, arg A) (R, error) {
 		}
 		return zero, ErrWouldBlock
 	}
+	sent, pending, v, err := f.send(ctx, arg, false)
+	if !pending {
+		return v, err
+	}
 	c := f.spareCall()
 	c.t = t
 	t.seq++
 	c.seq = t.seq
-	if pending, v, err := f.send(ctx, c, arg, false); !pending {
+	if err := sent.keep(l, c); err != nil {
 		f.recycle(c)
-		return v, err
+		return zero, err
 	}
 	for !c.done {
 		if !t.suspend() {
 			return zero, ErrClosed // stopped by shutdown; it fails the call too
 		}
 	}
-	v, err := c.value, c.err
+	v, err = c.value, c.err
 	// An abandoned call keeps its id until OCaml settles it, and a fired
 	// watch may still post a cancel naming it: such a record is not reused.
 	if !c.abandoned && !c.fired {
@@ -153,59 +157,90 @@ func (f *Func[A, R]) goCall(ctx context.Context, arg A, post bool) *Promise[R] {
 
 // start makes Go's call c on the Lwt thread, or fails it.
 func (f *Func[A, R]) start(ctx context.Context, c *outCall[R], arg A) {
-	if err := f.root.usable(); err != nil {
-		c.finish(*new(R), err)
-	} else if pending, v, err := f.send(ctx, c, arg, true); !pending {
-		c.finish(v, err)
+	err := f.root.usable()
+	if err == nil {
+		sent, pending, v, err := f.send(ctx, arg, true)
+		if !pending {
+			c.finish(v, err)
+			return
+		}
+		if err = sent.keep(f.root.l, c); err == nil {
+			return
+		}
 	}
+	c.finish(*new(R), err)
 }
 
-// send makes call s on the Lwt thread, once the caller has checked that
-// f's root is usable. It returns pending when OCaml's promise waits: s is
-// then in l.outCalls until OCaml settles it (lwt_go_resolve, lwt_go_reject)
-// or its context ends it. Otherwise it returns the call's outcome (an error
-// that kept it from being made, or OCaml's promise already settled) and
-// keeps nothing of s. A call whose ctx can end, or whose promise can be
+// send makes a call of f with arg on the Lwt thread, once the caller has
+// checked that f's root is usable, or leaves it to stubs.c (mayDefer). It
+// returns pending when OCaml's promise waits: the caller then keeps the
+// call (sentCall.keep) before anything else runs, and OCaml settles it
+// later (lwt_go_resolve, lwt_go_reject). Otherwise it returns the call's
+// outcome: an error that kept it from being made, or OCaml's promise
+// already settled. A call whose ctx can end, or whose promise can be
 // cancelled (promised: Func.Go's), is cancellable: its end Lwt.cancels
 // OCaml's promise.
-func (f *Func[A, R]) send(ctx context.Context, s settler, arg A, promised bool) (pending bool, v R, err error) {
-	if err := ctx.Err(); err != nil {
-		return false, v, err
-	}
-	arg1, err := f.enc.encode(arg)
-	if err != nil {
-		return false, v, err
-	}
+func (f *Func[A, R]) send(ctx context.Context, arg A, promised bool) (sent sentCall, pending bool, v R, err error) {
 	l := f.root.l
 	// The running task's own context is watched by the task, which knows
 	// whether it can end (and spares a Done that would make a channel).
 	t := l.running
-	own := t != nil && t.owns(ctx)
-	canEnd := (own && t.ctxCanEnd) || (!own && ctx.Done() != nil)
-	id := l.outCalls.reserve()
-	if !promised && l.mayDefer() {
-		l.outCalls.keep(id, s)
-		s.state().watchFor(ctx, l, own, canEnd, s)
-		C.lwt_deferred_call = C.struct_lwt_deferred_call{fn: f.root.cell.root, arg: arg1, id: C.intptr_t(id),
-			cancellable: boolInt(canEnd), set: 1}
-		return true, v, nil
+	sent.ctx = ctx
+	sent.own = t != nil && t.owns(ctx)
+	sent.canEnd = (sent.own && t.ctxCanEnd) || (!sent.own && ctx.Done() != nil)
+	if sent.own && t.ctxCall != nil {
+		err = t.ctxCall.Err() // not through the interface
+	} else {
+		err = ctx.Err()
 	}
-	switch C.lwt_call(f.root.cell.root, arg1, C.intptr_t(id), boolInt(promised || canEnd)) {
+	if err != nil {
+		return sent, false, v, err
+	}
+	arg1, err := f.enc.encode(arg)
+	if err != nil {
+		return sent, false, v, err
+	}
+	sent.id = l.outCalls.reserve()
+	if !promised && l.mayDefer() {
+		C.lwt_deferred_call = C.struct_lwt_deferred_call{fn: f.root.cell.root, arg: arg1, id: C.intptr_t(sent.id),
+			cancellable: boolInt(sent.canEnd), set: 1}
+		return sent, true, v, nil
+	}
+	switch C.lwt_call(f.root.cell.root, arg1, C.intptr_t(sent.id), boolInt(promised || sent.canEnd)) {
 	case C.LWT_PENDING:
 		C.lwt_deferred_call.missed = 0
-		if !l.outCalls.keep(id, s) {
-			return false, v, ErrClosed // shut down meanwhile: OCaml's promise no longer reaches Go
-		}
-		s.state().watchFor(ctx, l, own, canEnd, s)
-		return true, v, nil
+		return sent, true, v, nil
 	case C.LWT_RESOLVED:
-		l.outCalls.unreserve(id)
+		l.outCalls.unreserve(sent.id)
 		v, err = f.dec.decode(C.lwt_call_out.result)
-		return false, v, err
+		return sent, false, v, err
 	default:
-		l.outCalls.unreserve(id)
-		return false, v, takeCallError(&C.lwt_call_out)
+		l.outCalls.unreserve(sent.id)
+		return sent, false, v, takeCallError(&C.lwt_call_out)
 	}
+}
+
+// sentCall is a call that send made (or deferred), whose OCaml promise
+// waits as call id.
+type sentCall struct {
+	id          int
+	ctx         context.Context
+	own, canEnd bool // ctx is the running task's own; ctx can end
+}
+
+// keep puts the call, whose record is s, in flight and watches its
+// context: by the running task if ctx is its own. It fails if a shutdown
+// abandoned the call's id while OCaml ran it.
+func (sc *sentCall) keep(l *loop, s settler) error {
+	if !l.outCalls.keep(sc.id, s) {
+		return ErrClosed // OCaml's promise no longer reaches Go
+	}
+	if sc.own && sc.canEnd {
+		s.state().watchedBy(l.running, s)
+	} else if sc.canEnd {
+		s.state().watch(sc.ctx, l, s)
+	}
+	return nil
 }
 
 // takeCallError reads and frees the exception of a call that OCaml
@@ -269,16 +304,6 @@ type callState struct {
 	task    *task
 	self    settler
 	unwatch func() bool
-}
-
-// watchFor watches the context of call s, if it can end (canEnd): by the
-// running task, if ctx is its own.
-func (cs *callState) watchFor(ctx context.Context, l *loop, own, canEnd bool, s settler) {
-	if own && canEnd {
-		cs.watchedBy(l.running, s)
-	} else if canEnd {
-		cs.watch(ctx, l, s)
-	}
 }
 
 // mayDefer reports whether the running task's Call may leave its call to
