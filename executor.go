@@ -128,6 +128,7 @@ func (l *loop) arrive() {
 
 func (l *loop) leave() {
 	if l.depth == 1 {
+		l.resuming = false // also after a panic
 		if len(l.ready) > 0 {
 			l.resumeReady()
 		}

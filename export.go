@@ -74,6 +74,7 @@ func lwt_go_init(api *C.struct_lwt_ocaml, errorCodes *C.char, codesLen C.size_t,
 		return -1
 	}
 	setAPI(api)
+	C.lwt_deferred_call.missed = 0 // a call answered at once after the last bridge's shutdown
 	return C.int(l.notify.readFD())
 }
 
@@ -100,7 +101,7 @@ func lwt_go_run_pending() C.int {
 	if l == nil {
 		return 0
 	}
-	if l.depth > 0 {
+	if l.depth > 0 || inDeferredCall() {
 		return 1
 	}
 	l.arrive()
@@ -232,9 +233,8 @@ func lwt_go_resolve(id C.intptr_t, v C.lwt_value) {
 	defer l.leave()
 	defer guard(nil) // runs first: leave then resumes tasks normally
 	if s := l.outCalls.take(int(id)); s != nil {
-		l.resuming = l.depth == 1
+		l.resuming = l.depth == 1 && s.wakesOnlyItsTask()
 		s.resolve(v)
-		l.resuming = false
 	}
 }
 
@@ -248,9 +248,8 @@ func lwt_go_reject(id C.intptr_t, buf *C.uchar, n C.size_t) {
 	defer l.leave()
 	defer guard(nil)
 	if s := l.outCalls.take(int(id)); s != nil {
-		l.resuming = l.depth == 1
+		l.resuming = l.depth == 1 && s.wakesOnlyItsTask()
 		s.reject(ocamlError(unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(n))))
-		l.resuming = false
 	}
 }
 
@@ -268,9 +267,8 @@ func lwt_go_fail(id C.intptr_t, out *C.struct_lwt_call_out) {
 	defer l.leave()
 	defer guard(nil)
 	if s := l.outCalls.take(int(id)); s != nil {
-		l.resuming = l.depth == 1
+		l.resuming = l.depth == 1 && s.wakesOnlyItsTask()
 		s.reject(err)
-		l.resuming = false
 	}
 }
 

@@ -292,6 +292,10 @@ type settler interface {
 	reject(e *OCamlError)
 	abandon(err error) // settle with err, without OCaml's answer
 	state() *callState
+	// wakesOnlyItsTask reports whether settling the call wakes one task as
+	// its last act (Call's record), which may then defer its next call
+	// (mayDefer); a promise wakes any number of waiters and callbacks.
+	wakesOnlyItsTask() bool
 }
 
 // callState is what every Go→OCaml call in flight keeps: its id in
@@ -307,15 +311,23 @@ type callState struct {
 }
 
 // mayDefer reports whether the running task's Call may leave its call to
-// stubs.c, which makes it once the entry returns: the task runs in an
-// entry that OCaml's settlement of a call made (lwt_go_resolve,
-// lwt_go_reject, lwt_go_fail), and nothing will run after it in that entry
-// (no other task is ready, and Call suspends the task at once). Not when
-// the task's last deferred call was answered at once: such calls are
-// cheaper made from Go, which gets the answer without resuming the task.
+// stubs.c, which makes it once the entry returns: nothing else may run in
+// Go before then, for it could call OCaml first, and an OCaml allocation
+// could move the deferred argument. So the task was resumed by OCaml's
+// answer to its own last call, in the outermost entry (lwt_go_resolve,
+// lwt_go_reject, lwt_go_fail set resuming): no other waiter or callback
+// comes after it there; no other task is ready; and Call suspends the task
+// at once. Not when the task's last deferred call was answered at once:
+// such calls are cheaper made from Go, which gets the answer without
+// resuming the task.
 func (l *loop) mayDefer() bool {
 	return l.resuming && len(l.ready) == 0 && C.lwt_deferred_call.set == 0 && C.lwt_deferred_call.missed == 0
 }
+
+// inDeferredCall reports whether OCaml code runs for a call that a task
+// deferred: an entry into Go from it is nested in a call of Go's, as it is
+// when Go makes the call itself (no jobs run there, shutdown is refused).
+func inDeferredCall() bool { return C.lwt_deferred_call.running != 0 }
 
 // watch arranges for the end of ctx to cancel call s.
 func (cs *callState) watch(ctx context.Context, l *loop, s settler) {
@@ -357,6 +369,8 @@ type outCall[R any] struct {
 
 func (c *outCall[R]) resolve(v value) { c.finish(c.dec.decode(v)) }
 
+func (c *outCall[R]) wakesOnlyItsTask() bool { return false }
+
 func (c *outCall[R]) reject(e *OCamlError) {
 	var zero R
 	c.finish(zero, e)
@@ -385,6 +399,8 @@ type taskCall[R any] struct {
 	value     R
 	err       error
 }
+
+func (c *taskCall[R]) wakesOnlyItsTask() bool { return true }
 
 func (c *taskCall[R]) resolve(v value) {
 	if !c.done {

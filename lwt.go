@@ -249,7 +249,7 @@ func shutdownBridge(l *loop, ctx context.Context) error {
 	if l.stopping || l.isClosed() {
 		return nil
 	}
-	if l.depth > 1 {
+	if l.depth > 1 || inDeferredCall() {
 		return errors.New("lwt: shutdown from OCaml code called by Go; call it from the Lwt loop")
 	}
 	l.stopping = true
@@ -268,7 +268,6 @@ func shutdownBridge(l *loop, ctx context.Context) error {
 	err := l.shutdown(func() {
 		l.rejectAllInCalls(ErrClosed)
 		l.outCalls.abandonAll(ErrClosed)
-		C.lwt_deferred_call = C.struct_lwt_deferred_call{} // a call no one will make: its root goes below
 	})
 	l.freeAllRoots() // OCaml's roots: the rest goes with l
 	setAPI(nil)      // nothing calls OCaml until the next init (a Simulate finds no OCaml)

@@ -102,13 +102,14 @@ struct lwt_ocaml {
   const unsigned char *(*flat_data)(lwt_value v, size_t *len);
 };
 
-/* A call that a task left to stubs.c (func.go's deferral): made with
+/* A call that a task left to stubs.c (func.go's mayDefer): made with
  * api->call as soon as the lwt_go_resolve or lwt_go_reject that resumed the
  * task returns, for nothing else enters OCaml meanwhile; Go already holds
  * id as a pending call. An outcome known at once reaches Go as if OCaml's
  * promise had settled later: lwt_go_resolve, or lwt_go_fail; missed is
- * then set, so that Go makes its next call itself. Go defines it; Lwt
- * thread only. */
+ * then set, so that Go makes its next call itself. running is set while
+ * OCaml runs such a call: Go treats an entry from it as nested in a call
+ * of its own. Go defines it; Lwt thread only. */
 struct lwt_deferred_call {
   lwt_root fn;
   lwt_value arg;
@@ -116,6 +117,7 @@ struct lwt_deferred_call {
   int cancellable;
   int set;
   int missed;
+  int running;
 };
 extern struct lwt_deferred_call lwt_deferred_call;
 

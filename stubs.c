@@ -541,8 +541,12 @@ static void make_deferred_calls(void)
   while (lwt_deferred_call.set) {
     struct lwt_deferred_call d = lwt_deferred_call;
     struct lwt_call_out out;
+    int rc;
     lwt_deferred_call.set = 0;
-    switch (api_call(d.fn, d.arg, d.id, d.cancellable, &out)) {
+    lwt_deferred_call.running = 1;
+    rc = api_call(d.fn, d.arg, d.id, d.cancellable, &out);
+    lwt_deferred_call.running = d.running; /* 1 if nested in another one */
+    switch (rc) {
     case LWT_PENDING:
       break;
     case LWT_RESOLVED:

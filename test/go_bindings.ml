@@ -585,6 +585,16 @@ let test_release_kept_bound = lazy (I.bind_sync "test.release_kept" T.unit T.uni
 let test_release_kept : unit -> unit =
  fun x1 -> (Lazy.force test_release_kept_bound) x1
 
+(* "test.resumed_together", a task function in Go. *)
+let test_resumed_together_bound = lazy (I.bind "test.resumed_together" (T.func T.string T.string) T.string)
+let test_resumed_together : (string -> string Lwt.t) -> string Lwt.t =
+ fun x1 -> (Lazy.force test_resumed_together_bound) x1
+
+(* "test.resumed_together_release", a task function in Go. *)
+let test_resumed_together_release_bound = lazy (I.bind "test.resumed_together_release" (T.func T.string T.string) T.string)
+let test_resumed_together_release : (string -> string Lwt.t) -> string Lwt.t =
+ fun x1 -> (Lazy.force test_resumed_together_release_bound) x1
+
 (* "test.retry_forever", a task function in Go. *)
 let test_retry_forever_bound = lazy (I.bind "test.retry_forever" (T.func T.unit T.unit) T.unit)
 let test_retry_forever : (unit -> unit Lwt.t) -> unit Lwt.t =
@@ -594,6 +604,11 @@ let test_retry_forever : (unit -> unit Lwt.t) -> unit Lwt.t =
 let test_retry_forever_await_bound = lazy (I.bind "test.retry_forever_await" (T.func T.unit T.unit) T.unit)
 let test_retry_forever_await : (unit -> unit Lwt.t) -> unit Lwt.t =
  fun x1 -> (Lazy.force test_retry_forever_await_bound) x1
+
+(* "test.shutdown_in_resumed_call", a task function in Go. *)
+let test_shutdown_in_resumed_call_bound = lazy (I.bind "test.shutdown_in_resumed_call" (T.func T.string T.string) T.string)
+let test_shutdown_in_resumed_call : (string -> string Lwt.t) -> string Lwt.t =
+ fun x1 -> (Lazy.force test_shutdown_in_resumed_call_bound) x1
 
 (* "test.shutdown_on_loop", a sync function in Go. *)
 let test_shutdown_on_loop_bound = lazy (I.bind_sync "test.shutdown_on_loop" T.unit T.string)
@@ -822,8 +837,11 @@ let bind_all () =
   Stdlib.ignore (Lazy.force test_panic_task_bound);
   Stdlib.ignore (Lazy.force test_reenter_bound);
   Stdlib.ignore (Lazy.force test_release_kept_bound);
+  Stdlib.ignore (Lazy.force test_resumed_together_bound);
+  Stdlib.ignore (Lazy.force test_resumed_together_release_bound);
   Stdlib.ignore (Lazy.force test_retry_forever_bound);
   Stdlib.ignore (Lazy.force test_retry_forever_await_bound);
+  Stdlib.ignore (Lazy.force test_shutdown_in_resumed_call_bound);
   Stdlib.ignore (Lazy.force test_shutdown_on_loop_bound);
   Stdlib.ignore (Lazy.force test_shutdown_self_bound);
   Stdlib.ignore (Lazy.force test_slow_to_stop_bound);

@@ -267,6 +267,46 @@ let test_outcomes_resumed () =
   run (outcomes f >|= fun got -> Alcotest.(check (list string)) "outcomes" want (String.split_on_char '|' got));
   Alcotest.(check int) "no call left" 0 (I.stats ()).calls
 
+(* One answer of OCaml's resumes several Go tasks (a promise's waiters):
+   the first calls OCaml as it resumes, then the second calls OCaml too (its
+   call runs the GC and allocates), or releases the function. OCaml sees
+   the calls in the tasks' order, each with its own argument, and the
+   released function's call in flight completes. *)
+let test_resumed_together () =
+  let seen = ref [] in
+  let a = String.make 24 'A' in
+  let f = function
+    | "wait" -> Lwt.pause () >|= fun () -> "w"
+    | s ->
+        seen := s :: !seen;
+        Gc.full_major ();
+        for i = 1 to 100_000 do
+          ignore (Sys.opaque_identity (String.make 24 (Char.chr (48 + (i mod 10)))))
+        done;
+        Lwt.return s
+  in
+  let together = I.bind "test.resumed_together" I.Ty.(func string string) I.Ty.string in
+  Alcotest.(check string) "both calls" (a ^ " <nil>, B <nil>") (run (together f));
+  Alcotest.(check (list string)) "in the tasks' order" [ a; "B" ] (List.rev !seen);
+  let release = I.bind "test.resumed_together_release" I.Ty.(func string string) I.Ty.string in
+  Alcotest.(check string) "released meanwhile" (a ^ " <nil>, released <nil>") (run (release f));
+  Alcotest.(check int) "no call left" 0 (I.stats ()).calls
+
+(* OCaml code of a call that a task makes as it resumes is OCaml code that
+   Go called, wherever the bridge makes the call from: shutdown is refused
+   there. *)
+let test_shutdown_in_resumed_call () =
+  let refused = ref "" in
+  let f = function
+    | "wait" -> Lwt.pause () >|= fun () -> "w"
+    | _ ->
+        (refused := try I.shutdown (); "shutdown ran" with I.Go_error { message; _ } -> message);
+        Lwt.return "after"
+  in
+  let g = I.bind "test.shutdown_in_resumed_call" I.Ty.(func string string) I.Ty.string in
+  Alcotest.(check string) "the call" "after" (run (g f));
+  Alcotest.(check bool) ("refused: " ^ !refused) true (contains !refused "shutdown from OCaml code called by Go")
+
 (* The functions registered below. Once Go looks one up, the bridge holds a
    root to it until it shuts down. *)
 let named = [ "ocaml.tenfold"; "ocaml.upper"; "ocaml.on_lwt_thread"; "ocaml.gc_and_alloc"; "ocaml.reenter" ]
@@ -635,6 +675,8 @@ let () =
           tc "Go task awaits OCaml" test_go_awaits_ocaml;
           tc "every outcome of an OCaml call" test_outcomes;
           tc "every outcome of a call made as a task resumes" test_outcomes_resumed;
+          tc "tasks resumed together call OCaml in order" test_resumed_together;
+          tc "shutdown refused in a call made as a task resumes" test_shutdown_in_resumed_call;
           tc "OCaml functions registered by name" test_named;
           tc "re-entrant chain, 100 deep each way" test_reentrant_chain;
           tc "Go code on the Lwt thread: Post, OnLoop, Spawn" test_on_loop;

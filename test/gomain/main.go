@@ -53,6 +53,42 @@ func showOutcome(v int64, err error) string {
 	return fmt.Sprint(v, " ", err)
 }
 
+// Several tasks resumed by one answer of OCaml's (a promise's waiters):
+// the first calls OCaml with a string, the second (the other) then calls
+// OCaml or releases the function; OCaml sees the calls in the tasks' order.
+func resumedTogether(ctx context.Context, f *lwt.Func[string, string], other func(ctx context.Context) (string, error)) (string, error) {
+	p := f.Go(ctx, "wait")
+	second := lwt.Spawn(ctx, func(ctx context.Context) (string, error) {
+		if _, err := p.Await(ctx); err != nil {
+			return "", err
+		}
+		return other(ctx)
+	})
+	if _, err := p.Await(ctx); err != nil {
+		return "", err
+	}
+	first, err := f.Call(ctx, strings.Repeat("A", 24))
+	v, err2 := second.Await(ctx)
+	return fmt.Sprint(first, " ", err, ", ", v, " ", err2), nil
+}
+
+func init() {
+	must(lwt.RegisterTask("test.resumed_together", func(ctx context.Context, f *lwt.Func[string, string]) (string, error) {
+		return resumedTogether(ctx, f, func(ctx context.Context) (string, error) { return f.Call(ctx, "B") })
+	}))
+	must(lwt.RegisterTask("test.resumed_together_release", func(ctx context.Context, f *lwt.Func[string, string]) (string, error) {
+		return resumedTogether(ctx, f, func(context.Context) (string, error) { f.Release(); return "released", nil })
+	}))
+	// A call made as the task resumes, whose OCaml code tries to shut the
+	// bridge down: refused, as in any OCaml code that Go called.
+	must(lwt.RegisterTask("test.shutdown_in_resumed_call", func(ctx context.Context, f *lwt.Func[string, string]) (string, error) {
+		if _, err := f.Call(ctx, "wait"); err != nil {
+			return "", err
+		}
+		return f.Call(ctx, "shutdown")
+	}))
+}
+
 func must(err error) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
