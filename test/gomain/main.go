@@ -57,6 +57,7 @@ func showOutcome(v int64, err error) string {
 // the first calls OCaml with a string, the second (the other) then calls
 // OCaml or releases the function; OCaml sees the calls in the tasks' order.
 func resumedTogether(ctx context.Context, f *lwt.Func[string, string], other func(ctx context.Context) (string, error)) (string, error) {
+	defer f.Release()
 	p := f.Go(ctx, "wait")
 	second := lwt.Spawn(ctx, func(ctx context.Context) (string, error) {
 		if _, err := p.Await(ctx); err != nil {
@@ -82,6 +83,7 @@ func init() {
 	// A call made as the task resumes, whose OCaml code tries to shut the
 	// bridge down: refused, as in any OCaml code that Go called.
 	must(lwt.RegisterTask("test.shutdown_in_resumed_call", func(ctx context.Context, f *lwt.Func[string, string]) (string, error) {
+		defer f.Release()
 		if _, err := f.Call(ctx, "wait"); err != nil {
 			return "", err
 		}
