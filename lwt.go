@@ -42,7 +42,7 @@ static void lwt_set_loop_thread(int on) { lwt_loop_thread = on; }
 static int lwt_is_loop_thread(void) { return lwt_loop_thread; }
 
 #include "ocaml_api.h"
-static void lwt_closed(void) { if (lwt_api) lwt_api->closed(); } // none when simulated
+static void lwt_closed(void) { if (lwt_api) { lwt_enter(); lwt_api->closed(); } } // none when simulated
 */
 import "C"
 
