@@ -157,18 +157,18 @@ func (f *Func[A, R]) goCall(ctx context.Context, arg A, post bool) *Promise[R] {
 
 // start makes Go's call c on the Lwt thread, or fails it.
 func (f *Func[A, R]) start(ctx context.Context, c *outCall[R], arg A) {
-	err := f.root.usable()
-	if err == nil {
-		sent, pending, v, err := f.send(ctx, arg, true)
-		if !pending {
-			c.finish(v, err)
-			return
-		}
-		if err = sent.keep(f.root.l, c); err == nil {
+	if err := f.root.usable(); err != nil {
+		c.finish(*new(R), err)
+		return
+	}
+	sent, pending, v, err := f.send(ctx, arg, true)
+	if pending {
+		err = sent.keep(f.root.l, c)
+		if err == nil {
 			return
 		}
 	}
-	c.finish(*new(R), err)
+	c.finish(v, err)
 }
 
 // send makes a call of f with arg on the Lwt thread, once the caller has
