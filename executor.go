@@ -322,7 +322,11 @@ func (t *task) onCancel() {
 	calls := t.calls
 	t.calls = nil
 	for _, cs := range calls {
-		t.l.cancelOutCall(cs.self, t.ctx.Err())
+		// Lwt.cancel of one call may settle a later one at once (their
+		// promises are one, or chained): that one is no longer watched.
+		if s := cs.self; s != nil {
+			t.l.cancelOutCall(s, t.ctx.Err())
+		}
 	}
 	if t.ownCtx {
 		t.wake(t.seq)

@@ -202,8 +202,8 @@ func (f *Func[A, R]) send(ctx context.Context, arg A, promised bool) (sent sentC
 	}
 	sent.id = l.outCalls.reserve()
 	if !promised && l.mayDefer() {
-		C.lwt_deferred_call = C.struct_lwt_deferred_call{fn: f.root.cell.root, arg: arg1, id: C.intptr_t(sent.id),
-			cancellable: boolInt(sent.canEnd), set: 1}
+		d := &C.lwt_deferred_call // not running: set in a deferred call's OCaml code, which this may run in
+		d.fn, d.arg, d.id, d.cancellable, d.set = f.root.cell.root, arg1, C.intptr_t(sent.id), boolInt(sent.canEnd), 1
 		return sent, true, v, nil
 	}
 	switch C.lwt_call(f.root.cell.root, arg1, C.intptr_t(sent.id), boolInt(promised || sent.canEnd)) {

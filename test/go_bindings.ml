@@ -430,6 +430,11 @@ let test_call_twice_bound = lazy (I.bind "test.call_twice" (T.func T.int64 T.int
 let test_call_twice : (int64 -> int64 Lwt.t) -> int64 Lwt.t =
  fun x1 -> (Lazy.force test_call_twice_bound) x1
 
+(* "test.cancel_settles_another", a task function in Go. *)
+let test_cancel_settles_another_bound = lazy (I.bind "test.cancel_settles_another" (T.func T.int64 T.int64) T.string)
+let test_cancel_settles_another : (int64 -> int64 Lwt.t) -> string Lwt.t =
+ fun x1 -> (Lazy.force test_cancel_settles_another_bound) x1
+
 (* "test.cancelled", a sync function in Go. *)
 let test_cancelled_bound = lazy (I.bind_sync "test.cancelled" T.unit T.int64)
 let test_cancelled : unit -> int64 =
@@ -604,6 +609,11 @@ let test_retry_forever : (unit -> unit Lwt.t) -> unit Lwt.t =
 let test_retry_forever_await_bound = lazy (I.bind "test.retry_forever_await" (T.func T.unit T.unit) T.unit)
 let test_retry_forever_await : (unit -> unit Lwt.t) -> unit Lwt.t =
  fun x1 -> (Lazy.force test_retry_forever_await_bound) x1
+
+(* "test.shutdown_in_nested_resumed_call", a task function in Go. *)
+let test_shutdown_in_nested_resumed_call_bound = lazy (I.bind "test.shutdown_in_nested_resumed_call" (T.func T.string T.string) T.string)
+let test_shutdown_in_nested_resumed_call : (string -> string Lwt.t) -> string Lwt.t =
+ fun x1 -> (Lazy.force test_shutdown_in_nested_resumed_call_bound) x1
 
 (* "test.shutdown_in_resumed_call", a task function in Go. *)
 let test_shutdown_in_resumed_call_bound = lazy (I.bind "test.shutdown_in_resumed_call" (T.func T.string T.string) T.string)
@@ -806,6 +816,7 @@ let bind_all () =
   Stdlib.ignore (Lazy.force test_block_bound);
   Stdlib.ignore (Lazy.force test_bump_bound);
   Stdlib.ignore (Lazy.force test_call_twice_bound);
+  Stdlib.ignore (Lazy.force test_cancel_settles_another_bound);
   Stdlib.ignore (Lazy.force test_cancelled_bound);
   Stdlib.ignore (Lazy.force test_describe_bound);
   Stdlib.ignore (Lazy.force test_echo_bound);
@@ -841,6 +852,7 @@ let bind_all () =
   Stdlib.ignore (Lazy.force test_resumed_together_release_bound);
   Stdlib.ignore (Lazy.force test_retry_forever_bound);
   Stdlib.ignore (Lazy.force test_retry_forever_await_bound);
+  Stdlib.ignore (Lazy.force test_shutdown_in_nested_resumed_call_bound);
   Stdlib.ignore (Lazy.force test_shutdown_in_resumed_call_bound);
   Stdlib.ignore (Lazy.force test_shutdown_on_loop_bound);
   Stdlib.ignore (Lazy.force test_shutdown_self_bound);

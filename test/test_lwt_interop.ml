@@ -307,6 +307,33 @@ let test_shutdown_in_resumed_call () =
   Alcotest.(check string) "the call" "after" (run (g f));
   Alcotest.(check bool) ("refused: " ^ !refused) true (contains !refused "shutdown from OCaml code called by Go")
 
+(* A Go task's context ends while two of its Func.Go calls wait on one
+   OCaml promise (the second chained on the first's): cancelling the first
+   settles the second at once; both end, and the task's Await too. *)
+let test_cancel_settles_another () =
+  let p, _ = Lwt.task () in
+  let f = function 1 -> p | _ -> p >|= succ in
+  let g = I.bind "test.cancel_settles_another" I.Ty.(func int int) I.Ty.string in
+  Alcotest.(check string) "each ended" "context canceled | context canceled | ocaml: Lwt.Canceled" (run (g f))
+
+(* The same refusal when the call's OCaml code first resumes another Go
+   task, which makes a call of its own as it resumes. *)
+let test_shutdown_in_nested_resumed_call () =
+  let refused = ref "" in
+  let q, u = Lwt.task () in
+  let f = function
+    | "wait" -> Lwt.pause () >|= fun () -> "w"
+    | "wait2" -> q
+    | "x" ->
+        Lwt.wakeup u "q";
+        (refused := try I.shutdown (); "shutdown ran" with I.Go_error { message; _ } -> message);
+        Lwt.return "after"
+    | s -> Lwt.return s
+  in
+  let g = I.bind "test.shutdown_in_nested_resumed_call" I.Ty.(func string string) I.Ty.string in
+  Alcotest.(check string) "both calls" "after <nil>, y <nil>" (run (g f));
+  Alcotest.(check bool) ("refused: " ^ !refused) true (contains !refused "shutdown from OCaml code called by Go")
+
 (* The functions registered below. Once Go looks one up, the bridge holds a
    root to it until it shuts down. *)
 let named = [ "ocaml.tenfold"; "ocaml.upper"; "ocaml.on_lwt_thread"; "ocaml.gc_and_alloc"; "ocaml.reenter" ]
@@ -677,6 +704,8 @@ let () =
           tc "every outcome of a call made as a task resumes" test_outcomes_resumed;
           tc "tasks resumed together call OCaml in order" test_resumed_together;
           tc "shutdown refused in a call made as a task resumes" test_shutdown_in_resumed_call;
+          tc "the same, nested in another such call" test_shutdown_in_nested_resumed_call;
+          tc "cancelling one call settles another" test_cancel_settles_another;
           tc "OCaml functions registered by name" test_named;
           tc "re-entrant chain, 100 deep each way" test_reentrant_chain;
           tc "Go code on the Lwt thread: Post, OnLoop, Spawn" test_on_loop;

@@ -91,6 +91,47 @@ func init() {
 	}))
 }
 
+// A task's own context ends while two Func.Go calls run under it whose
+// OCaml promises are one, or chained: cancelling the first settles the
+// second at once.
+func init() {
+	must(lwt.RegisterTask("test.cancel_settles_another", func(ctx context.Context, f *lwt.Func[int64, int64]) (string, error) {
+		defer f.Release()
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		inner := lwt.Spawn(cctx, func(ctx context.Context) (string, error) {
+			p1 := f.Go(ctx, 1)
+			p2 := f.Go(ctx, 2)
+			never, _ := lwt.NewPromise[int]()
+			go func() { time.Sleep(20 * time.Millisecond); cancel() }()
+			_, err := never.Await(ctx) // woken by ctx's end
+			_, e1 := p1.Await(context.Background())
+			_, e2 := p2.Await(context.Background())
+			return fmt.Sprint(err, " | ", e1, " | ", e2), nil
+		})
+		tctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+		defer stop()
+		return inner.Await(tctx)
+	}))
+	// A call made as its task resumes (deferred), whose OCaml code resumes
+	// another task, which defers a call too, then tries to shut down.
+	must(lwt.RegisterTask("test.shutdown_in_nested_resumed_call", func(ctx context.Context, f *lwt.Func[string, string]) (string, error) {
+		defer f.Release()
+		other := lwt.Spawn(ctx, func(ctx context.Context) (string, error) {
+			if _, err := f.Call(ctx, "wait2"); err != nil {
+				return "", err
+			}
+			return f.Call(ctx, "y")
+		})
+		if _, err := f.Call(ctx, "wait"); err != nil {
+			return "", err
+		}
+		x, err := f.Call(ctx, "x")
+		y, err2 := other.Await(ctx)
+		return fmt.Sprint(x, " ", err, ", ", y, " ", err2), nil
+	}))
+}
+
 func must(err error) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
