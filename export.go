@@ -240,17 +240,8 @@ func lwt_go_resolve(id C.intptr_t, v C.lwt_value) {
 
 //export lwt_go_reject
 func lwt_go_reject(id C.intptr_t, buf *C.uchar, n C.size_t) {
-	l := current.Load()
-	if l == nil {
-		return
-	}
-	l.arrive()
-	defer l.leave()
-	defer guard(nil)
-	if s := l.outCalls.take(int(id)); s != nil {
-		l.resuming = l.depth == 1 && s.wakesOnlyItsTask()
-		s.reject(ocamlError(unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(n))))
-	}
+	defer guard(nil) // around the reading of OCaml's buffer too
+	rejectCall(int(id), ocamlError(unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(n))))
 }
 
 // lwt_go_fail rejects a call that a task deferred (func.go's mayDefer) and
@@ -258,7 +249,13 @@ func lwt_go_reject(id C.intptr_t, buf *C.uchar, n C.size_t) {
 //
 //export lwt_go_fail
 func lwt_go_fail(id C.intptr_t, out *C.struct_lwt_call_out) {
-	err := takeCallError(out) // frees the error, whatever became of the call
+	defer guard(nil)
+	rejectCall(int(id), takeCallError(out)) // frees the error, whatever became of the call
+}
+
+// rejectCall settles Go→OCaml call id with OCaml's exception e, in an
+// entry from C.
+func rejectCall(id int, e *OCamlError) {
 	l := current.Load()
 	if l == nil {
 		return
@@ -266,9 +263,9 @@ func lwt_go_fail(id C.intptr_t, out *C.struct_lwt_call_out) {
 	l.arrive()
 	defer l.leave()
 	defer guard(nil)
-	if s := l.outCalls.take(int(id)); s != nil {
+	if s := l.outCalls.take(id); s != nil {
 		l.resuming = l.depth == 1 && s.wakesOnlyItsTask()
-		s.reject(err)
+		s.reject(e)
 	}
 }
 
