@@ -91,9 +91,11 @@ func (f *Func[A, R]) Call(ctx context.Context, arg A) (R, error) {
 	if !onLoopThread() {
 		return f.Go(ctx, arg).Await(ctx)
 	}
-	unwindIfStopped()
 	var zero R
 	if err := f.root.usable(); err != nil {
+		// A shutdown closes the bridge before it stops the tasks: a task it
+		// stopped finds no usable function.
+		unwindIfStopped()
 		return zero, err
 	}
 	l := f.root.l
@@ -105,7 +107,8 @@ func (f *Func[A, R]) Call(ctx context.Context, arg A) (R, error) {
 		}
 		return zero, ErrWouldBlock
 	}
-	sent, pending, v, err := f.send(ctx, arg, false)
+	var sent sentCall
+	pending, v, err := f.send(ctx, arg, false, &sent)
 	if !pending {
 		return v, err
 	}
@@ -161,7 +164,8 @@ func (f *Func[A, R]) start(ctx context.Context, c *outCall[R], arg A) {
 		c.finish(*new(R), err)
 		return
 	}
-	sent, pending, v, err := f.send(ctx, arg, true)
+	var sent sentCall
+	pending, v, err := f.send(ctx, arg, true, &sent)
 	if pending {
 		err = sent.keep(f.root.l, c)
 		if err == nil {
@@ -174,13 +178,13 @@ func (f *Func[A, R]) start(ctx context.Context, c *outCall[R], arg A) {
 // send makes a call of f with arg on the Lwt thread, once the caller has
 // checked that f's root is usable, or leaves it to stubs.c (mayDefer). It
 // returns pending when OCaml's promise waits: the caller then keeps the
-// call (sentCall.keep) before anything else runs, and OCaml settles it
-// later (lwt_go_resolve, lwt_go_reject). Otherwise it returns the call's
+// call described in sent (sentCall.keep) before anything else runs, and
+// OCaml settles it later (lwt_go_resolve, lwt_go_reject). Otherwise it returns the call's
 // outcome: an error that kept it from being made, or OCaml's promise
 // already settled. A call whose ctx can end, or whose promise can be
 // cancelled (promised: Func.Go's), is cancellable: its end Lwt.cancels
 // OCaml's promise.
-func (f *Func[A, R]) send(ctx context.Context, arg A, promised bool) (sent sentCall, pending bool, v R, err error) {
+func (f *Func[A, R]) send(ctx context.Context, arg A, promised bool, sent *sentCall) (pending bool, v R, err error) {
 	l := f.root.l
 	// The running task's own context is watched by the task, which knows
 	// whether it can end (and spares a Done that would make a channel).
@@ -194,29 +198,29 @@ func (f *Func[A, R]) send(ctx context.Context, arg A, promised bool) (sent sentC
 		err = ctx.Err()
 	}
 	if err != nil {
-		return sent, false, v, err
+		return false, v, err
 	}
 	arg1, err := f.enc.encode(arg)
 	if err != nil {
-		return sent, false, v, err
+		return false, v, err
 	}
 	sent.id = l.outCalls.reserve()
 	if !promised && l.mayDefer() {
 		d := &C.lwt_deferred_call // not running: set in a deferred call's OCaml code, which this may run in
 		d.fn, d.arg, d.id, d.cancellable, d.set = f.root.cell.root, arg1, C.intptr_t(sent.id), boolInt(sent.canEnd), 1
-		return sent, true, v, nil
+		return true, v, nil
 	}
 	switch C.lwt_call(f.root.cell.root, arg1, C.intptr_t(sent.id), boolInt(promised || sent.canEnd)) {
 	case C.LWT_PENDING:
 		C.lwt_deferred_call.missed = 0
-		return sent, true, v, nil
+		return true, v, nil
 	case C.LWT_RESOLVED:
 		l.outCalls.unreserve(sent.id)
 		v, err = f.dec.decode(C.lwt_call_out.result)
-		return sent, false, v, err
+		return false, v, err
 	default:
 		l.outCalls.unreserve(sent.id)
-		return sent, false, v, takeCallError(&C.lwt_call_out)
+		return false, v, takeCallError(&C.lwt_call_out)
 	}
 }
 
