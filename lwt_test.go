@@ -586,7 +586,10 @@ func TestEndToEnd(t *testing.T) {
 	if notifierKind == "eventfd" {
 		t.Run("race", func(t *testing.T) {
 			bin := buildEndToEnd(t, "race", "-race", "test/test_lwt_interop.exe", "test/cases.exe")
-			out, err := exec.Command(filepath.Join(bin, "test_lwt_interop.exe")).CombinedOutput()
+			// A hang is a failure with the suite's output, not a CI timeout.
+			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, filepath.Join(bin, "test_lwt_interop.exe")).CombinedOutput()
 			if err != nil || !strings.Contains(string(out), "Test Successful") {
 				t.Fatalf("the API suite under the race detector: %v\n%s", err, out)
 			}
