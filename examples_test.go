@@ -31,7 +31,7 @@ type example struct {
 	addr   string
 	cmd    *exec.Cmd
 	lines  <-chan string // its stdout, after "listening on"
-	stderr *syncBuilder
+	stderr *syncBuffer
 }
 
 // startExample builds examples/name with the vendoring guide's commands
@@ -51,7 +51,7 @@ func startExample(t *testing.T, ctx context.Context, name string) *example {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the example: %v\n%s", err, out)
 	}
-	e := &example{stderr: new(syncBuilder)}
+	e := &example{stderr: new(syncBuffer)}
 	e.cmd = exec.CommandContext(ctx, filepath.Join(build.Dir, "myapp", "_build", "default", "main.exe"))
 	e.cmd.Env = append(os.Environ(), "ADDR=127.0.0.1:0")
 	stdout, err := e.cmd.StdoutPipe()
@@ -99,25 +99,6 @@ func startExample(t *testing.T, ctx context.Context, name string) *example {
 		t.Fatalf("the server did not start: %s", e.stderr.String())
 	}
 	return e
-}
-
-// syncBuilder is the server's stderr, written by exec's goroutine while
-// the test may read it.
-type syncBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuilder) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuilder) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // load runs clients goroutines each making each requests with do, and

@@ -1,6 +1,7 @@
 package lwt
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -995,4 +996,23 @@ func TestOnLoopThreadInTasks(t *testing.T) {
 	if err != nil || left != 0 {
 		t.Fatalf("runningG left set after the task: %#x, %v", left, err)
 	}
+}
+
+// syncBuffer is a bytes.Buffer that one goroutine writes while another
+// reads it (the watchdog's report, a server's stderr).
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
