@@ -17,6 +17,7 @@ package lwt
 // ocaml_api.h. Lwt thread only.
 struct lwt_ocaml *lwt_api;
 struct lwt_call_out lwt_call_out;
+int lwt_call_status;
 size_t lwt_out_len;
 struct lwt_deferred_call lwt_deferred_call;
 
@@ -88,7 +89,7 @@ func funcCodecs[A, R any](arg, ret *otype) (*codec[A], *codec[R], error) {
 // an *OCamlError. When ctx ends first, Call returns ctx's error and the Lwt
 // promise is cancelled (Lwt.cancel: its on_cancel handlers run).
 func (f *Func[A, R]) Call(ctx context.Context, arg A) (R, error) {
-	if !onLoopThread() {
+	if !f.root.l.inRunningTask() && !onLoopThread() {
 		return f.Go(ctx, arg).Await(ctx)
 	}
 	var zero R
@@ -189,14 +190,18 @@ func (f *Func[A, R]) send(ctx context.Context, arg A, promised bool, sent *sentC
 	// The running task's own context is watched by the task, which knows
 	// whether it can end (and spares a Done that would make a channel).
 	t := l.running
-	sent.ctx = ctx
-	sent.own = t != nil && t.owns(ctx)
-	sent.canEnd = (sent.own && t.ctxCanEnd) || (!sent.own && ctx.Done() != nil)
-	if sent.own && t.ctxCall != nil {
+	own := t != nil && t.owns(ctx)
+	canEnd := own && t.ctxCanEnd
+	switch {
+	case own && t.ctxCall != nil:
 		err = t.ctxCall.Err() // not through the interface
-	} else {
+	case own:
+		err = ctx.Err()
+	default:
+		canEnd = ctx.Done() != nil
 		err = ctx.Err()
 	}
+	*sent = sentCall{ctx: ctx, own: own, canEnd: canEnd}
 	if err != nil {
 		return false, v, err
 	}
@@ -210,7 +215,8 @@ func (f *Func[A, R]) send(ctx context.Context, arg A, promised bool, sent *sentC
 		d.fn, d.arg, d.id, d.cancellable, d.set = f.root.cell.root, arg1, C.intptr_t(sent.id), boolInt(sent.canEnd), 1
 		return true, v, nil
 	}
-	switch C.lwt_call(f.root.cell.root, arg1, C.intptr_t(sent.id), boolInt(promised || sent.canEnd)) {
+	C.lwt_call(f.root.cell.root, arg1, C.intptr_t(sent.id), boolInt(promised || sent.canEnd))
+	switch C.lwt_call_status {
 	case C.LWT_PENDING:
 		C.lwt_deferred_call.missed = 0
 		return true, v, nil
@@ -471,12 +477,18 @@ func (l *loop) failOffThread(id int) {
 // the next call's (unreserve): a call OCaml answers at once, the common
 // case of a task calling an Lwt function in a loop, touches no slot.
 type callTable struct {
-	slots    []settler // nil: free, or reserved
-	gens     []uint32
+	slots    []callSlot
 	free     []int
 	spare    int  // a reserved id handed back, if hasSpare
 	hasSpare bool // the next reserve returns spare
 	inFlight atomic.Int64
+}
+
+// callSlot holds a call in flight, or nil (free, or reserved); gen is
+// the generation of its latest id.
+type callSlot struct {
+	s   settler
+	gen uint32
 }
 
 // callGens numbers the calls of every bridge of the process: a restarted
@@ -501,11 +513,10 @@ func (t *callTable) reserve() int {
 		t.free = t.free[:n-1]
 	} else {
 		slot = len(t.slots)
-		t.slots = append(t.slots, nil)
-		t.gens = append(t.gens, 0)
+		t.slots = append(t.slots, callSlot{})
 	}
 	gen := callGens.Add(1) & genMask
-	t.gens[slot] = gen
+	t.slots[slot].gen = gen
 	return int(gen)<<slotBits | slot
 }
 
@@ -513,7 +524,7 @@ func (t *callTable) reserve() int {
 // the table (a shutdown while OCaml ran the call).
 func (t *callTable) reserved(id int) bool {
 	slot := id & (1<<slotBits - 1)
-	return slot < len(t.slots) && t.slots[slot] == nil && t.gens[slot] == uint32(id>>slotBits)
+	return slot < len(t.slots) && t.slots[slot].s == nil && t.slots[slot].gen == uint32(id>>slotBits)
 }
 
 // keep puts call s in flight as id, reserved for it, once OCaml's promise
@@ -522,7 +533,7 @@ func (t *callTable) keep(id int, s settler) bool {
 	if !t.reserved(id) {
 		return false
 	}
-	t.slots[id&(1<<slotBits-1)] = s
+	t.slots[id&(1<<slotBits-1)].s = s
 	s.state().id = id
 	t.inFlight.Add(1)
 	return true
@@ -542,11 +553,11 @@ func (t *callTable) unreserve(id int) {
 // take removes and returns call id, or nil if it is not in flight.
 func (t *callTable) take(id int) settler {
 	slot, gen := id&(1<<slotBits-1), uint32(id>>slotBits)
-	if id < 0 || slot >= len(t.slots) || t.slots[slot] == nil || t.gens[slot] != gen {
+	if id < 0 || slot >= len(t.slots) || t.slots[slot].s == nil || t.slots[slot].gen != gen {
 		return nil
 	}
-	s := t.slots[slot]
-	t.slots[slot] = nil
+	s := t.slots[slot].s
+	t.slots[slot].s = nil
 	t.free = append(t.free, slot)
 	t.inFlight.Add(-1)
 	return s
@@ -555,18 +566,18 @@ func (t *callTable) take(id int) settler {
 // holds reports whether call id is in flight as s.
 func (t *callTable) holds(id int, s settler) bool {
 	slot := id & (1<<slotBits - 1)
-	return slot < len(t.slots) && t.slots[slot] == s && t.gens[slot] == uint32(id>>slotBits)
+	return slot < len(t.slots) && t.slots[slot].s == s && t.slots[slot].gen == uint32(id>>slotBits)
 }
 
 // abandonAll settles every call in flight with err, at shutdown.
 func (t *callTable) abandonAll(err error) {
-	for slot, s := range t.slots {
-		if s != nil {
-			t.take(int(t.gens[slot])<<slotBits | slot)
-			s.abandon(err)
+	for slot, c := range t.slots {
+		if c.s != nil {
+			t.take(int(c.gen)<<slotBits | slot)
+			c.s.abandon(err)
 		}
 	}
-	t.slots, t.gens, t.free, t.hasSpare = nil, nil, nil, false
+	t.slots, t.free, t.hasSpare = nil, nil, false
 }
 
 // Lookup returns the OCaml function registered as name with

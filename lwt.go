@@ -95,12 +95,17 @@ func activeLoop() (*loop, error) {
 // architecture without getg's assembly, it asks C (a call from Go into C:
 // ~150 instructions).
 func onLoopThread() bool {
-	if g := getg.G(); g != 0 {
-		if l := current.Load(); l != nil && l.runningG.Load() == g {
-			return true
-		}
+	if l := current.Load(); l != nil && l.inRunningTask() {
+		return true
 	}
 	return C.lwt_is_loop_thread() != 0
+}
+
+// inRunningTask reports whether the caller is l's running task (false
+// where getg has no assembly): onLoopThread's fast path, which inlines.
+func (l *loop) inRunningTask() bool {
+	g := getg.G()
+	return g != 0 && l.runningG.Load() == g
 }
 
 func setLoopThread(on bool) {

@@ -14,6 +14,7 @@
 
 extern struct lwt_ocaml *lwt_api;
 extern struct lwt_call_out lwt_call_out; /* what api->call settled with at once */
+extern int lwt_call_status;              /* what api->call returned */
 extern size_t lwt_out_len;
 
 /* Every wrapper below that may run OCaml code, allocate in OCaml's heap or
@@ -38,10 +39,13 @@ static inline lwt_value lwt_field(lwt_value v, int i) { return ((lwt_value *)v)[
 static inline lwt_value lwt_new_handle(uintptr_t h, size_t mem) { lwt_enter(); return lwt_api->new_handle(h, mem); }
 static inline uintptr_t lwt_handle_id(lwt_value v) { return lwt_api->handle_id(v); }
 
-static inline int lwt_call(lwt_root fn, lwt_value arg, intptr_t id, int cancellable)
+/* Its status goes to lwt_call_status: for a C function that returns a
+ * value, cgo's wrapper asks twice where Go's stack is (the call may enter Go,
+ * which may move it). */
+static inline void lwt_call(lwt_root fn, lwt_value arg, intptr_t id, int cancellable)
 {
   lwt_enter();
-  return lwt_api->call(fn, arg, id, cancellable, &lwt_call_out);
+  lwt_call_status = lwt_api->call(fn, arg, id, cancellable, &lwt_call_out);
 }
 static inline void lwt_cancel(intptr_t id) { lwt_enter(); lwt_api->cancel(id); }
 static inline int lwt_find(_GoString_ name, struct lwt_named *out)

@@ -133,22 +133,40 @@ func codecFor[T any](o *otype, dir direction) (*codec[T], error) {
 	}
 	switch o.code {
 	case 'u':
-		return scalar[T](func(value) struct{} { return struct{}{} },
-			func(struct{}) (value, error) { return valUnit, nil }), nil
+		return &codec[T]{
+			decode: func(value) (T, error) { var unit T; return unit, nil },
+			encode: func(T) (value, error) { return valUnit, nil },
+		}, nil
 	case 'b':
-		return scalar[T](func(v value) bool { return v != valFalse }, encodeBool), nil
-	case 'i':
-		return scalar[T](intVal, encodeInt), nil // Go's int is int64's size: cgo needs 64 bits
+		return &codec[T]{
+			decode: func(v value) (T, error) { return as[T](v != valFalse), nil },
+			encode: func(x T) (value, error) { return encodeBool(as[bool](x)) },
+		}, nil
+	case 'i': // Go's int is int64's size: cgo needs 64 bits
+		return &codec[T]{
+			decode: func(v value) (T, error) { return as[T](intVal(v)), nil },
+			encode: func(x T) (value, error) { return encodeInt(as[int64](x)) },
+		}, nil
 	case 'c':
-		return scalar[T](func(v value) byte { return byte(intVal(v)) },
-			func(c byte) (value, error) { return valInt(int64(c)), nil }), nil
+		return &codec[T]{
+			decode: func(v value) (T, error) { return as[T](byte(intVal(v))), nil },
+			encode: func(x T) (value, error) { return valInt(int64(as[byte](x))), nil },
+		}, nil
 	case 'f':
-		return scalar[T](func(v value) float64 { return float64(C.lwt_double_val(v)) },
-			func(x float64) (value, error) { return C.lwt_copy_double(C.double(x)), nil }), nil
+		return &codec[T]{
+			decode: func(v value) (T, error) { return as[T](float64(C.lwt_double_val(v))), nil },
+			encode: func(x T) (value, error) { return C.lwt_copy_double(C.double(as[float64](x))), nil },
+		}, nil
 	case 's':
-		return scalar[T](stringVal, copyString), nil
+		return &codec[T]{
+			decode: func(v value) (T, error) { return as[T](stringVal(v)), nil },
+			encode: func(x T) (value, error) { return copyString(as[string](x)) },
+		}, nil
 	case 'y':
-		return scalar[T](bytesVal, copyBytes), nil
+		return &codec[T]{
+			decode: func(v value) (T, error) { return as[T](bytesVal(v)), nil },
+			encode: func(x T) (value, error) { return copyBytes(as[[]byte](x)) },
+		}, nil
 	}
 	return bufferedCodec[T](o, t)
 }
@@ -191,18 +209,9 @@ func functionCodec[T any](o *otype, dir direction) (*codec[T], error) {
 	return nil, mismatch(o, t, "an OCaml closure is a Go *lwt.Func[A, R], a Go function an *lwt.Callback[A, R]")
 }
 
-// scalar is the codec of T made from functions on U, where T's underlying
-// type is U (checkKind has checked it): the conversions are free, nothing
-// is boxed.
-func scalar[T, U any](dec func(value) U, enc func(U) (value, error)) *codec[T] {
-	return &codec[T]{
-		decode: func(v value) (T, error) {
-			u := dec(v)
-			return *(*T)(unsafe.Pointer(&u)), nil
-		},
-		encode: func(x T) (value, error) { return enc(*(*U)(unsafe.Pointer(&x))) },
-	}
-}
+// as converts x to T, whose underlying type is U (checkKind has checked
+// it): free, nothing is boxed.
+func as[T, U any](x U) T { return *(*T)(unsafe.Pointer(&x)) }
 
 // flatScratch is the buffer that values crossing to OCaml are written in,
 // reused: Lwt thread only.
