@@ -295,6 +295,11 @@ let rel_call_loop_bound = lazy (I.bind "rel.call_loop" T.int64 T.int64)
 let rel_call_loop : int64 -> int64 Lwt.t =
  fun x1 -> (Lazy.force rel_call_loop_bound) x1
 
+(* "rel.chaos", a task function in Go. *)
+let rel_chaos_bound = lazy (I.bind_fn "rel.chaos" T.((T.func T.int64 T.int64) @-> T.int64 @-> returning T.string))
+let rel_chaos : (int64 -> int64 Lwt.t) -> int64 -> string Lwt.t =
+ fun x1 x2 -> (Lazy.force rel_chaos_bound) x1 x2
+
 (* "rel.gc_check", a task function in Go. *)
 let rel_gc_check_bound = lazy (I.bind "rel.gc_check" T.int64 T.int64)
 let rel_gc_check : int64 -> int64 Lwt.t =
@@ -789,6 +794,7 @@ let bind_all () =
   Stdlib.ignore (Lazy.force promises_of_call_bound);
   Stdlib.ignore (Lazy.force rel_add1_bound);
   Stdlib.ignore (Lazy.force rel_call_loop_bound);
+  Stdlib.ignore (Lazy.force rel_chaos_bound);
   Stdlib.ignore (Lazy.force rel_gc_check_bound);
   Stdlib.ignore (Lazy.force rel_gc_value_bound);
   Stdlib.ignore (Lazy.force rel_goroutines_bound);

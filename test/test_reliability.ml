@@ -139,6 +139,66 @@ let test_load () =
   let _, _, tasks, calls, jobs = held () in
   Alcotest.(check (list int)) "tasks, calls, jobs" [ 0; 0; 0 ] [ tasks; calls; jobs ]
 
+(* Random interleavings: Go's loop tasks and goroutines call [chaos_f] in
+   every way they can (rel.chaos in test/gomain/reliability.go: Call, a
+   promise that one task or two await, each calling again as it resumes, a
+   Then callback, a goroutine's Call; contexts that end at any point), and
+   OCaml answers in every way it can. An argument is n * 10 + kind: the
+   answer is n + 1, or an exception naming n, at once or later, after a
+   call back into Go, an OCaml GC, a promise many calls share (which the
+   cancellation of any of them cancels for all: Lwt.Canceled is then an
+   answer too) or a timer; kind 9 waits until Go cancels it. Each outcome
+   is checked in Go. *)
+let test_chaos () =
+  let add1 = I.bind_sync "rel.add1" I.Ty.int I.Ty.int in
+  let shared = ref (Lwt.task ()) and running = ref true in
+  let rec tick () =
+    Lwt_unix.sleep 0.0002 >>= fun () ->
+    let p, u = !shared in
+    shared := Lwt.task ();
+    if Lwt.is_sleeping p then Lwt.wakeup u ();
+    if !running then tick () else Lwt.return_unit
+  in
+  let f arg =
+    let n = arg / 10 in
+    let named = Printf.sprintf "chaos %d" n in
+    match arg mod 10 with
+    | 0 -> Lwt.return (n + 1)
+    | 1 -> Lwt.pause () >|= fun () -> n + 1
+    | 2 -> failwith named
+    | 3 -> Lwt.fail_with named
+    | 4 -> Lwt.pause () >>= fun () -> Lwt.fail_with named
+    | 5 -> Lwt.return (add1 n)
+    | 6 ->
+        Gc.minor ();
+        for _ = 1 to 1000 do
+          ignore (Sys.opaque_identity (Bytes.create 64))
+        done;
+        Lwt.return (n + 1)
+    | 7 ->
+        let p, _ = !shared in
+        if not (Lwt.is_sleeping p) then shared := Lwt.task ();
+        fst !shared >|= fun () -> n + 1
+    | 8 -> Lwt_unix.sleep (float (n mod 3) *. 0.0002) >|= fun () -> n + 1
+    | _ -> fst (Lwt.task ())
+  in
+  let chaos = I.bind_fn "rel.chaos" I.Ty.(func int int @-> int @-> returning string) in
+  let goroutines = I.bind_sync "rel.goroutines" I.Ty.unit I.Ty.int in
+  let before = held () and g_before = goroutines () in
+  let ticking = tick () in
+  List.iter
+    (fun _ ->
+      let seed = Random.bits () in
+      match run (chaos f seed) with
+      | r -> Printf.printf "seed %d: %s (settled, cut short)\n" seed r
+      | exception e -> Alcotest.failf "seed %d: %s" seed (Printexc.to_string e))
+    (List.init (3 * soak) Fun.id);
+  running := false;
+  run ticking;
+  settle_down ();
+  if held () <> before then Alcotest.fail "the bridge holds more than before";
+  Alcotest.(check int) "goroutines" g_before (goroutines ())
+
 (* Before init, the bridge refuses clearly; this runs first. *)
 let before_init () =
   match I.bind "test.echo" I.Ty.string I.Ty.string with
@@ -157,5 +217,6 @@ let () =
           tc "GC stress: 100,000 round trips each way" test_gc_stress;
           tc "leaks: 1,000,000 round trips each way" test_leaks;
           tc "load: 10,000 calls each way" test_load;
+          tc "chaos: random interleavings of calls" test_chaos;
         ] );
     ]

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -141,4 +142,215 @@ func registerReliability() {
 		}
 		return fmt.Sprintf("%d %d", got, cut), nil
 	}))
+
+	// Chaos: loop tasks and goroutines call OCaml's chaos_f
+	// (test_reliability.ml) in random interleavings; reports the wrong
+	// outcomes, or how many calls were settled and how many cut short.
+	must(lwt.RegisterTask("rel.chaos", lwt.Fn2(func(ctx context.Context, f *lwt.Func[int64, int64], seed int64) (string, error) {
+		defer f.Release()
+		return runChaos(ctx, f, uint64(seed))
+	})))
+}
+
+// chaosKinds is how many kinds of answer chaos_f gives: a call's argument
+// is n*chaosKinds + kind.
+const chaosKinds = 10
+
+// chaos checks the outcomes of the calls that its tasks and goroutines
+// make.
+type chaos struct {
+	f                 *lwt.Func[int64, int64]
+	mu                sync.Mutex
+	calls             int64
+	wrong             []string
+	settled, cutShort int
+}
+
+// The workers (loop tasks and goroutines), the steps each makes, and how
+// deep a step may make steps of its own.
+const (
+	chaosTasks, chaosGoroutines = 6, 3
+	chaosSteps                  = 1000
+	chaosDepth                  = 3
+)
+
+func runChaos(ctx context.Context, f *lwt.Func[int64, int64], seed uint64) (string, error) {
+	c := &chaos{f: f}
+	rng := rand.New(rand.NewPCG(seed, 1))
+	var workers []*lwt.Promise[struct{}]
+	for range chaosTasks {
+		wrng := rand.New(rand.NewPCG(rng.Uint64(), 2))
+		workers = append(workers, lwt.Spawn(ctx, func(ctx context.Context) (struct{}, error) {
+			for range chaosSteps {
+				c.step(ctx, wrng, 0)
+			}
+			return struct{}{}, nil
+		}))
+	}
+	for range chaosGoroutines {
+		grng := rand.New(rand.NewPCG(rng.Uint64(), 3))
+		p, r := lwt.NewPromise[struct{}]()
+		workers = append(workers, p)
+		go func() {
+			defer r.Resolve(struct{}{})
+			for range chaosSteps {
+				kind, n, cctx, cancel := c.plan(ctx, grng)
+				v, err := c.f.Call(cctx, n*chaosKinds+kind)
+				cancel()
+				c.check(kind, n, v, err, cctx != ctx)
+			}
+		}()
+	}
+	// A task left waiting (a call never settled, a wake-up lost) fails the
+	// test instead of hanging it.
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var stuck error
+	for _, w := range workers {
+		if _, err := w.Await(wctx); err != nil {
+			stuck = err
+			break
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if stuck != nil {
+		return "", fmt.Errorf("a worker: %w (%d calls made, %d settled)", stuck, c.calls, c.settled)
+	}
+	if len(c.wrong) > 0 {
+		return "", fmt.Errorf("%d wrong outcomes of %d calls: %s", len(c.wrong), c.calls, strings.Join(c.wrong[:min(len(c.wrong), 5)], "; "))
+	}
+	return fmt.Sprintf("%d %d", c.settled, c.cutShort), nil
+}
+
+// plan picks a call: its kind, its number, and a context that may end
+// before OCaml answers (always for kind 9, which only that settles).
+func (c *chaos) plan(ctx context.Context, rng *rand.Rand) (kind, n int64, cctx context.Context, cancel context.CancelFunc) {
+	kind, n = c.pick(rng)
+	switch r := rng.IntN(4); {
+	case kind == 9 || r == 0:
+		cctx, cancel = context.WithTimeout(ctx, time.Duration(rng.IntN(300))*time.Microsecond)
+	case r == 1:
+		cctx, cancel = context.WithCancel(ctx)
+		if lwt.Post(cancel) != nil { // ends it once the loop next runs Go's jobs
+			cancel()
+		}
+	default:
+		cctx, cancel = ctx, func() {}
+	}
+	return kind, n, cctx, cancel
+}
+
+// pick picks a call's kind and numbers it.
+func (c *chaos) pick(rng *rand.Rand) (kind, n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls++
+	return rng.Int64N(chaosKinds), c.calls
+}
+
+// step makes one call from a loop task, in one of the ways a task can:
+// Call, a promise awaited, a promise two tasks await and then each call
+// again at once, a Then callback, or a goroutine's Call.
+func (c *chaos) step(ctx context.Context, rng *rand.Rand, depth int) {
+	kind, n, cctx, cancel := c.plan(ctx, rng)
+	defer cancel()
+	arg, mayEnd := n*chaosKinds+kind, cctx != ctx
+	switch way := rng.IntN(6); {
+	case way == 0:
+		v, err := c.f.Call(cctx, arg)
+		c.check(kind, n, v, err, mayEnd)
+	case way == 1:
+		v, err := c.f.Go(cctx, arg).Await(ctx)
+		c.check(kind, n, v, err, mayEnd)
+	case way == 2 && depth < chaosDepth:
+		p := c.f.Go(cctx, arg)
+		orng := rand.New(rand.NewPCG(rng.Uint64(), 4))
+		other := lwt.Spawn(ctx, func(ctx context.Context) (struct{}, error) {
+			v, err := p.Await(ctx)
+			c.check(kind, n, v, err, mayEnd)
+			c.step(ctx, orng, depth+1)
+			return struct{}{}, nil
+		})
+		v, err := p.Await(ctx)
+		c.check(kind, n, v, err, mayEnd)
+		c.step(ctx, rng, depth+1)
+		if _, err := other.Await(ctx); err != nil {
+			c.fail("the other task: %v", err)
+		}
+	case way == 3:
+		done := lwt.Then(c.f.Go(cctx, arg), func(v int64, err error) (struct{}, error) {
+			c.check(kind, n, v, err, mayEnd)
+			return struct{}{}, nil
+		})
+		if _, err := done.Await(ctx); err != nil {
+			c.fail("a Then callback: %v", err)
+		}
+	case way == 4 && depth < chaosDepth:
+		// A task whose own context ends while its calls wait: it cancels
+		// them (one Lwt.cancel may settle another).
+		tctx, tcancel := context.WithTimeout(ctx, time.Duration(rng.IntN(500))*time.Microsecond)
+		defer tcancel()
+		trng := rand.New(rand.NewPCG(rng.Uint64(), 5))
+		sub := lwt.Spawn(tctx, func(tctx context.Context) (struct{}, error) {
+			mine := c.f.Go(tctx, arg) // the call planned above, under the task's own context
+			_, n2 := c.pick(trng)
+			shared := c.f.Go(tctx, n2*chaosKinds+7) // one OCaml promise behind it and others
+			for range 1 + trng.IntN(3) {
+				kind, n := c.pick(trng)
+				v, err := c.f.Call(tctx, n*chaosKinds+kind)
+				c.check(kind, n, v, err, true)
+			}
+			v, err := mine.Await(tctx)
+			c.check(kind, n, v, err, true)
+			v, err = shared.Await(tctx)
+			c.check(7, n2, v, err, true)
+			return struct{}{}, nil
+		})
+		if _, err := sub.Await(ctx); err != nil {
+			c.fail("a task with a context of its own: %v", err)
+		}
+	default:
+		p, r := lwt.NewPromise[struct{}]()
+		go func() {
+			defer r.Resolve(struct{}{})
+			v, err := c.f.Call(cctx, arg)
+			c.check(kind, n, v, err, mayEnd)
+		}()
+		if _, err := p.Await(ctx); err != nil {
+			c.fail("a goroutine: %v", err)
+		}
+	}
+}
+
+// check records the outcome of call n, of the given kind; mayEnd says that
+// its context may have ended first.
+func (c *chaos) check(kind, n, v int64, err error, mayEnd bool) {
+	var e *lwt.OCamlError
+	switch {
+	case mayEnd && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+		c.mu.Lock()
+		c.cutShort++
+		c.mu.Unlock()
+		return
+	case kind == 9:
+		c.fail("call %d (kind 9, which only its context's end settles): %d, %v", n, v, err)
+	case kind == 7 && errors.As(err, &e) && strings.Contains(e.Error(), "Lwt.Canceled"):
+		// Another call's cancellation cancelled the promise they share.
+	case kind >= 2 && kind <= 4:
+		if !errors.As(err, &e) || !strings.Contains(e.Error(), fmt.Sprintf("chaos %d", n)) {
+			c.fail("call %d (kind %d): %d, %v; want OCaml's exception naming it", n, kind, v, err)
+		}
+	case err != nil || v != n+1:
+		c.fail("call %d (kind %d): %d, %v; want %d", n, kind, v, err, n+1)
+	}
+	c.mu.Lock()
+	c.settled++
+	c.mu.Unlock()
+}
+
+func (c *chaos) fail(format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.wrong = append(c.wrong, fmt.Sprintf(format, args...))
 }
