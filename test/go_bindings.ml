@@ -300,6 +300,21 @@ let rel_chaos_bound = lazy (I.bind_fn "rel.chaos" T.((T.func T.int64 T.int64) @-
 let rel_chaos : (int64 -> int64 Lwt.t) -> int64 -> string Lwt.t =
  fun x1 x2 -> (Lazy.force rel_chaos_bound) x1 x2
 
+(* "rel.chaos_goroutine", a goroutine function in Go. *)
+let rel_chaos_goroutine_bound = lazy (I.bind "rel.chaos_goroutine" T.int64 T.int64)
+let rel_chaos_goroutine : int64 -> int64 Lwt.t =
+ fun x1 -> (Lazy.force rel_chaos_goroutine_bound) x1
+
+(* "rel.chaos_sync", a sync function in Go. *)
+let rel_chaos_sync_bound = lazy (I.bind_sync "rel.chaos_sync" T.int64 T.int64)
+let rel_chaos_sync : int64 -> int64 =
+ fun x1 -> (Lazy.force rel_chaos_sync_bound) x1
+
+(* "rel.chaos_task", a task function in Go. *)
+let rel_chaos_task_bound = lazy (I.bind "rel.chaos_task" T.int64 T.int64)
+let rel_chaos_task : int64 -> int64 Lwt.t =
+ fun x1 -> (Lazy.force rel_chaos_task_bound) x1
+
 (* "rel.gc_check", a task function in Go. *)
 let rel_gc_check_bound = lazy (I.bind "rel.gc_check" T.int64 T.int64)
 let rel_gc_check : int64 -> int64 Lwt.t =
@@ -795,6 +810,9 @@ let bind_all () =
   Stdlib.ignore (Lazy.force rel_add1_bound);
   Stdlib.ignore (Lazy.force rel_call_loop_bound);
   Stdlib.ignore (Lazy.force rel_chaos_bound);
+  Stdlib.ignore (Lazy.force rel_chaos_goroutine_bound);
+  Stdlib.ignore (Lazy.force rel_chaos_sync_bound);
+  Stdlib.ignore (Lazy.force rel_chaos_task_bound);
   Stdlib.ignore (Lazy.force rel_gc_check_bound);
   Stdlib.ignore (Lazy.force rel_gc_value_bound);
   Stdlib.ignore (Lazy.force rel_goroutines_bound);

@@ -6,6 +6,7 @@ open Lwt.Infix
 module I = Lwt_interop
 
 let run = Lwt_main.run
+let contains s sub = Astring.String.is_infix ~affix:sub s
 
 let soak =
   match Sys.getenv_opt "LWT_SOAK" with Some n -> max 1 (int_of_string n) | None -> 1
@@ -199,6 +200,52 @@ let test_chaos () =
   if held () <> before then Alcotest.fail "the bridge holds more than before";
   Alcotest.(check int) "goroutines" g_before (goroutines ())
 
+(* The other way: 16 Lwt threads of 500 calls each call Go functions of
+   each kind (a goroutine, a loop task, a sync one) in random
+   interleavings, a quarter of the calls cancelled after a pause or a timer.
+   An argument is n * 8 + kind (chaosAnswer in test/gomain/reliability.go):
+   n + 1, or a Go error or panic naming n, at once, from a call back into
+   OCaml or after a timer; kind 5 waits until OCaml cancels it. *)
+let test_chaos_from_ocaml () =
+  let goroutine = I.bind "rel.chaos_goroutine" I.Ty.int I.Ty.int
+  and task = I.bind "rel.chaos_task" I.Ty.int I.Ty.int
+  and sync = I.bind "rel.chaos_sync" I.Ty.int I.Ty.int in
+  let wrong = ref [] and settled = ref 0 and cancelled = ref 0 and next = ref 0 in
+  let one () =
+    incr next;
+    let n = !next in
+    let fn, kinds = match Random.int 3 with 0 -> (goroutine, 6) | 1 -> (task, 6) | _ -> (sync, 4) in
+    let kind = Random.int kinds in
+    let p = fn ((n * 8) + kind) in
+    let cancels = kind = 5 || Random.int 4 = 0 in
+    if cancels then
+      Lwt.async (fun () ->
+          (if Random.bool () then Lwt.pause () else Lwt_unix.sleep (Random.float 0.0003)) >|= fun () -> Lwt.cancel p);
+    let bad what = wrong := Printf.sprintf "call %d (kind %d): %s" n kind what :: !wrong in
+    Lwt.try_bind
+      (fun () -> p)
+      (fun v ->
+        if v = n + 1 && kind <> 1 && kind <> 2 && kind <> 5 then incr settled else bad (string_of_int v);
+        Lwt.return_unit)
+      (fun e ->
+        (match e with
+        | Lwt.Canceled when cancels -> incr cancelled
+        | I.Go_error { message; _ } when (kind = 1 || kind = 2) && contains message (Printf.sprintf "chaos %d" n) ->
+            incr settled
+        | e -> bad (Printexc.to_string e));
+        Lwt.return_unit)
+  in
+  let rec worker k = if k = 0 then Lwt.return_unit else one () >>= fun () -> worker (k - 1) in
+  (* Go's first Lookup of OCaml's add1 keeps a root to it until shutdown. *)
+  Alcotest.(check int) "add1 from Go" 2 (run (task ((1 * 8) + 3)));
+  let before = held () in
+  run (Lwt.join (List.init 16 (fun _ -> worker (500 * soak))));
+  Printf.printf "%d settled, %d cancelled\n" !settled !cancelled;
+  if !wrong <> [] then
+    Alcotest.failf "%d wrong outcomes: %s" (List.length !wrong) (String.concat "; " (List.filteri (fun i _ -> i < 5) !wrong));
+  settle_down ();
+  if held () <> before then Alcotest.fail "the bridge holds more than before"
+
 (* Before init, the bridge refuses clearly; this runs first. *)
 let before_init () =
   match I.bind "test.echo" I.Ty.string I.Ty.string with
@@ -218,5 +265,6 @@ let () =
           tc "leaks: 1,000,000 round trips each way" test_leaks;
           tc "load: 10,000 calls each way" test_load;
           tc "chaos: random interleavings of calls" test_chaos;
+          tc "chaos, from OCaml: random interleavings of calls" test_chaos_from_ocaml;
         ] );
     ]

@@ -143,6 +143,12 @@ func registerReliability() {
 		return fmt.Sprintf("%d %d", got, cut), nil
 	}))
 
+	// Chaos, the other way: OCaml calls each kind of Go function in random
+	// interleavings (test_reliability.ml's test_chaos_from_ocaml).
+	must(lwt.Register("rel.chaos_goroutine", chaosAnswer))
+	must(lwt.RegisterTask("rel.chaos_task", chaosAnswer))
+	must(lwt.RegisterSync("rel.chaos_sync", func(arg int64) (int64, error) { return chaosAnswer(context.Background(), arg) }))
+
 	// Chaos: loop tasks and goroutines call OCaml's chaos_f
 	// (test_reliability.ml) in random interleavings; reports the wrong
 	// outcomes, or how many calls were settled and how many cut short.
@@ -353,4 +359,34 @@ func (c *chaos) fail(format string, args ...any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.wrong = append(c.wrong, fmt.Sprintf(format, args...))
+}
+
+// chaosAnswer answers OCaml's call n*8 + kind: n + 1 at once (0), an
+// error (1) or a panic (2) naming n, n + 1 from OCaml's add1 (3), n + 1
+// after a timer (4), or nothing until its context ends (5; not for a sync
+// function, whose context never ends).
+func chaosAnswer(ctx context.Context, arg int64) (int64, error) {
+	n, kind := arg/8, arg%8
+	switch kind {
+	case 0:
+		return n + 1, nil
+	case 1:
+		return 0, fmt.Errorf("chaos %d", n)
+	case 2:
+		panic(fmt.Sprintf("chaos %d", n))
+	case 3:
+		add1, err := lwt.Lookup[int64, int64]("rel.ocaml_add1")
+		if err != nil {
+			return 0, err
+		}
+		return add1.Call(ctx, n)
+	case 4:
+		p, r := lwt.NewPromise[int64]()
+		time.AfterFunc(time.Duration(n%300)*time.Microsecond, func() { r.Resolve(n + 1) })
+		return p.Await(ctx)
+	case 5:
+		never, _ := lwt.NewPromise[int64]()
+		return never.Await(ctx)
+	}
+	return 0, fmt.Errorf("chaos %d: no kind %d", n, kind)
 }
