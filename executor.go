@@ -113,7 +113,7 @@ func (l *loop) kick() {
 // arrive and leave bracket every OCaml→Go entry on the Lwt thread:
 //
 //	l.arrive()
-//	defer l.leave()
+//	defer l.leave() // or l.leaveGuarded(errOut), which reports a panic first
 //
 // The coroutine rule: every cgo callback adds a thread lock, and Go throws
 // (unrecoverably) when a coroutine is switched at another lock depth than

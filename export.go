@@ -42,6 +42,16 @@ func guard(errOut *C.struct_lwt_error) {
 	}
 }
 
+// leaveGuarded ends an entry (l.arrive(); defer l.leaveGuarded(errOut)):
+// a panic in it becomes a reported error, as guard does, then leave
+// resumes tasks normally. One deferred call instead of two.
+func (l *loop) leaveGuarded(errOut *C.struct_lwt_error) {
+	if r := recover(); r != nil {
+		setErr(errOut, &PanicError{Value: r, Stack: debug.Stack()})
+	}
+	l.leave()
+}
+
 // entered runs fn inside an entry of the running bridge.
 func entered(errOut *C.struct_lwt_error, fn func(l *loop) error) (ok bool) {
 	l := current.Load()
@@ -52,8 +62,7 @@ func entered(errOut *C.struct_lwt_error, fn func(l *loop) error) (ok bool) {
 		return false
 	}
 	l.arrive()
-	defer l.leave()
-	defer guard(errOut) // runs first: leave then resumes tasks normally
+	defer l.leaveGuarded(errOut)
 	if err := fn(l); err != nil {
 		setErr(errOut, err)
 		return false
@@ -105,8 +114,7 @@ func lwt_go_run_pending() C.int {
 		return 1
 	}
 	l.arrive()
-	defer l.leave()
-	defer guard(nil)
+	defer l.leaveGuarded(nil)
 	l.runPending()
 	return 0
 }
@@ -230,8 +238,7 @@ func lwt_go_resolve(id C.intptr_t, v C.lwt_value) {
 		return
 	}
 	l.arrive()
-	defer l.leave()
-	defer guard(nil) // runs first: leave then resumes tasks normally
+	defer l.leaveGuarded(nil)
 	if s := l.outCalls.take(int(id)); s != nil {
 		l.resuming = l.depth == 1 && s.wakesOnlyItsTask()
 		s.resolve(v)
@@ -261,8 +268,7 @@ func rejectCall(id int, e *OCamlError) {
 		return
 	}
 	l.arrive()
-	defer l.leave()
-	defer guard(nil)
+	defer l.leaveGuarded(nil)
 	if s := l.outCalls.take(id); s != nil {
 		l.resuming = l.depth == 1 && s.wakesOnlyItsTask()
 		s.reject(e)
