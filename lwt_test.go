@@ -580,19 +580,27 @@ func TestEndToEnd(t *testing.T) {
 		t.Run("ocaml5", func(t *testing.T) { runCases(t, filepath.Join(bin, "ocaml5.exe"), ocaml5Cases, false) })
 	}
 
-	// The race detector on the real bridge: the API suite and the cases with
-	// the Go archive built with -race (once, with the eventfd notifier). The
-	// reliability suite is left out: the detector's own memory grows with
-	// the million round trips that its leak test counts.
+	// The race detector on the real bridge: the API suite, the reliability
+	// suite's chaos tests and the cases with the Go archive built with -race
+	// (once, with the eventfd notifier). The rest of the reliability suite
+	// is left out: the detector's own memory grows with the million round
+	// trips that its leak test counts. A race ends the process at once
+	// (raceEnv): in a C program, Go's race detector reports it, and the
+	// program's exit status does not tell.
 	if notifierKind == "eventfd" {
 		t.Run("race", func(t *testing.T) {
-			bin := buildEndToEnd(t, "race", "-race", "test/test_lwt_interop.exe", "test/cases.exe")
-			// A hang is a failure with the suite's output, not a CI timeout.
-			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-			defer cancel()
-			out, err := exec.CommandContext(ctx, filepath.Join(bin, "test_lwt_interop.exe")).CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "Test Successful") {
-				t.Fatalf("the API suite under the race detector: %v\n%s", err, out)
+			bin := buildEndToEnd(t, "race", "-race", "test/test_lwt_interop.exe", "test/test_reliability.exe", "test/cases.exe")
+			// --verbose: the tests' output (a race's report) in out, not in Alcotest's logs.
+			for _, suite := range [][]string{{"test_lwt_interop.exe", "--verbose"}, {"test_reliability.exe", "test", "chaos", "--verbose"}} {
+				// A hang is a failure with the suite's output, not a CI timeout.
+				ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+				cmd := exec.CommandContext(ctx, filepath.Join(bin, suite[0]), suite[1:]...)
+				cmd.Env = raceEnv
+				out, err := cmd.CombinedOutput()
+				cancel()
+				if err != nil || !strings.Contains(string(out), "Test Successful") {
+					t.Fatalf("%v under the race detector: %v\n%s", suite, err, out)
+				}
 			}
 			runCases(t, filepath.Join(bin, "cases.exe"), endToEndCases, true)
 		})
@@ -722,6 +730,12 @@ var ocaml5Cases = []endToEndCase{
 	{name: "nil_dereference"},
 }
 
+// raceEnv is the environment of a program whose Go archive was built with
+// -race: the first race ends it (exit status 66) with the detector's
+// report. By default Go reports a race and goes on, and a C program's exit
+// status does not count the races, so a race would pass unseen.
+var raceEnv = append(os.Environ(), "GORACE=halt_on_error=1")
+
 func runCases(t *testing.T, exe string, cases []endToEndCase, race bool) {
 	listed, err := exec.Command(exe, "list").Output()
 	if err != nil {
@@ -742,7 +756,11 @@ func runCases(t *testing.T, exe string, cases []endToEndCase, race bool) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			out, err := exec.CommandContext(ctx, exe, c.name).CombinedOutput()
+			cmd := exec.CommandContext(ctx, exe, c.name)
+			if race {
+				cmd.Env = raceEnv
+			}
+			out, err := cmd.CombinedOutput()
 			switch {
 			case ctx.Err() != nil:
 				t.Fatalf("hung:\n%s", out)

@@ -264,7 +264,11 @@ let () =
           tc "GC stress: 100,000 round trips each way" test_gc_stress;
           tc "leaks: 1,000,000 round trips each way" test_leaks;
           tc "load: 10,000 calls each way" test_load;
-          tc "chaos: random interleavings of calls" test_chaos;
-          tc "chaos, from OCaml: random interleavings of calls" test_chaos_from_ocaml;
+        ] );
+      (* Also run under the race detector (TestEndToEnd/race). *)
+      ( "chaos",
+        [
+          tc "Go to OCaml: random interleavings of calls" test_chaos;
+          tc "OCaml to Go: random interleavings of calls" test_chaos_from_ocaml;
         ] );
     ]
