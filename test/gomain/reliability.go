@@ -344,7 +344,7 @@ func (c *chaos) check(kind, n, v int64, err error, mayEnd bool) {
 	case kind == 7 && errors.As(err, &e) && strings.Contains(e.Error(), "Lwt.Canceled"):
 		// Another call's cancellation cancelled the promise they share.
 	case kind >= 2 && kind <= 4:
-		if !errors.As(err, &e) || !strings.Contains(e.Error(), fmt.Sprintf("chaos %d", n)) {
+		if !errors.As(err, &e) || !strings.Contains(e.Error(), fmt.Sprintf("%q", fmt.Sprintf("chaos %d", n))) {
 			c.fail("call %d (kind %d): %d, %v; want OCaml's exception naming it", n, kind, v, err)
 		}
 	case err != nil || v != n+1:
