@@ -20,12 +20,22 @@ let value_of i =
       ( (if (i + k) mod 3 = 0 then None else Some (i * k)),
         (string_of_int (i + k), (Bytes.make (k + 1) (Char.chr ((i + k) land 255)), float i /. 7.)) ))
 
+(* rel.ocaml_never's promises not cancelled yet (test_chaos_from_ocaml). *)
+let never_waiting = ref 0
+
 let () =
   I.register "rel.ocaml_gc_value" I.Ty.int value_ty (fun i ->
       if i mod 100 = 0 then Gc.full_major ();
       let v = value_of i in
       if i mod 2 = 0 then Lwt.return v else Lwt.pause () >|= fun () -> v);
   I.register_sync "rel.ocaml_add1" I.Ty.int I.Ty.int succ;
+  I.register "rel.ocaml_later" I.Ty.int I.Ty.int (fun n ->
+      Lwt_unix.sleep (float (n mod 3) *. 0.0001) >|= fun () -> n + 1);
+  I.register "rel.ocaml_never" I.Ty.int I.Ty.int (fun _ ->
+      let p, _ = Lwt.task () in
+      incr never_waiting;
+      Lwt.on_cancel p (fun () -> decr never_waiting);
+      p);
   I.register "rel.ocaml_echo" I.Ty.string I.Ty.string (fun s ->
       let rec pauses k = if k = 0 then Lwt.return s else Lwt.pause () >>= fun () -> pauses (k - 1) in
       pauses (String.length s mod 3))
@@ -33,6 +43,11 @@ let () =
 let held () =
   let s = I.stats () in
   (s.roots, s.handles, s.tasks, s.calls, s.jobs)
+
+let check_held before =
+  let show (r, h, t, c, j) = Printf.sprintf "%d roots, %d handles, %d tasks, %d calls, %d jobs" r h t c j in
+  let after = held () in
+  if after <> before then Alcotest.failf "the bridge holds more than before: %s, then %s" (show before) (show after)
 
 (* Waits for Go's pending cleanups (posted root releases) to run. *)
 let settle_down () =
@@ -106,7 +121,7 @@ let test_leaks () =
   let growth = rss_kib () - before in
   Printf.printf "RSS growth over %d round trips each way: %d KiB\n" n growth;
   if growth > 8 * 1024 then Alcotest.failf "RSS grew by %d KiB" growth;
-  if held () <> held_before then Alcotest.fail "the bridge holds more than before";
+  check_held held_before;
   Alcotest.(check int) "goroutines" g_before (goroutines ())
 
 (* 10,000 calls in flight each way with random payloads and random
@@ -199,27 +214,44 @@ let test_chaos () =
   running := false;
   run ticking;
   settle_down ();
-  if held () <> before then Alcotest.fail "the bridge holds more than before";
+  check_held before;
   Alcotest.(check int) "goroutines" g_before (goroutines ())
+
+(* Whether a Go error's message names call n: "chaos 1", not "chaos 12". *)
+let names_call message n =
+  let call = Printf.sprintf "chaos %d" n in
+  let rec from start =
+    match Astring.String.find_sub ~start ~sub:call message with
+    | None -> false
+    | Some i ->
+        let after = i + String.length call in
+        after = String.length message || (not (Astring.Char.Ascii.is_digit message.[after])) || from (i + 1)
+  in
+  from 0
 
 (* The other way: 16 Lwt threads of 500 calls each call Go functions of
    each kind (a goroutine, a loop task, a sync one) in random
    interleavings, a quarter of the calls cancelled after a pause or a timer.
    An argument is n * 8 + kind (chaosAnswer in test/gomain/reliability.go):
    n + 1, or a Go error or panic naming n, at once, from a call back into
-   OCaml or after a timer; kind 5 waits until OCaml cancels it. *)
+   OCaml or after a timer; kind 5 waits until OCaml cancels it; kinds 6 and
+   7 wait on a call back into OCaml that answers after a timer (6) or only
+   when cancelled (7): cancelling the call into Go must cancel that one
+   too. *)
 let test_chaos_from_ocaml () =
   let goroutine = I.bind "rel.chaos_goroutine" I.Ty.int I.Ty.int
   and task = I.bind "rel.chaos_task" I.Ty.int I.Ty.int
   and sync = I.bind "rel.chaos_sync" I.Ty.int I.Ty.int in
+  let seed = Random.bits () in
+  Random.init seed;
   let wrong = ref [] and settled = ref 0 and cancelled = ref 0 and next = ref 0 in
   let one () =
     incr next;
     let n = !next in
-    let fn, kinds = match Random.int 3 with 0 -> (goroutine, 6) | 1 -> (task, 6) | _ -> (sync, 4) in
+    let fn, kinds = match Random.int 3 with 0 -> (goroutine, 8) | 1 -> (task, 8) | _ -> (sync, 4) in
     let kind = Random.int kinds in
     let p = fn ((n * 8) + kind) in
-    let cancels = kind = 5 || Random.int 4 = 0 in
+    let cancels = kind = 5 || kind = 7 || Random.int 4 = 0 in
     if cancels then
       Lwt.async (fun () ->
           (if Random.bool () then Lwt.pause () else Lwt_unix.sleep (Random.float 0.0003)) >|= fun () -> Lwt.cancel p);
@@ -227,26 +259,36 @@ let test_chaos_from_ocaml () =
     Lwt.try_bind
       (fun () -> p)
       (fun v ->
-        if v = n + 1 && kind <> 1 && kind <> 2 && kind <> 5 then incr settled else bad (string_of_int v);
+        if v = n + 1 && kind <> 1 && kind <> 2 && kind <> 5 && kind <> 7 then incr settled else bad (string_of_int v);
         Lwt.return_unit)
       (fun e ->
         (match e with
         | Lwt.Canceled when cancels -> incr cancelled
-        | I.Go_error { message; _ } when (kind = 1 || kind = 2) && contains message (Printf.sprintf "chaos %d" n) ->
+        | I.Go_error { message; _ } when (kind = 1 || kind = 2) && names_call message n ->
             incr settled
         | e -> bad (Printexc.to_string e));
         Lwt.return_unit)
   in
   let rec worker k = if k = 0 then Lwt.return_unit else one () >>= fun () -> worker (k - 1) in
-  (* Go's first Lookup of OCaml's add1 keeps a root to it until shutdown. *)
+  (* Go's first Lookup of each OCaml function keeps a root to it until
+     shutdown. *)
   Alcotest.(check int) "add1 from Go" 2 (run (task ((1 * 8) + 3)));
+  Alcotest.(check int) "later from Go" 2 (run (task ((1 * 8) + 6)));
+  let never = task ((1 * 8) + 7) in
+  let rec until_waiting () = if !never_waiting > 0 then Lwt.return_unit else Lwt.pause () >>= until_waiting in
+  run (until_waiting ());
+  Lwt.cancel never;
+  settle_down ();
+  Alcotest.(check int) "never from Go, cancelled" 0 !never_waiting;
   let before = held () in
   run (Lwt.join (List.init 16 (fun _ -> worker (500 * soak))));
-  Printf.printf "%d settled, %d cancelled\n" !settled !cancelled;
+  Printf.printf "seed %d: %d settled, %d cancelled\n" seed !settled !cancelled;
   if !wrong <> [] then
-    Alcotest.failf "%d wrong outcomes: %s" (List.length !wrong) (String.concat "; " (List.filteri (fun i _ -> i < 5) !wrong));
+    Alcotest.failf "seed %d: %d wrong outcomes: %s" seed (List.length !wrong)
+      (String.concat "; " (List.filteri (fun i _ -> i < 5) !wrong));
   settle_down ();
-  if held () <> before then Alcotest.fail "the bridge holds more than before"
+  check_held before;
+  Alcotest.(check int) "calls into OCaml's never left waiting" 0 !never_waiting
 
 (* Before init, the bridge refuses clearly; this runs first. *)
 let before_init () =

@@ -202,8 +202,9 @@ func runChaos(ctx context.Context, f *lwt.Func[int64, int64], seed uint64) (stri
 			for range chaosSteps {
 				kind, n, cctx, cancel := c.plan(ctx, grng)
 				v, err := c.f.Call(cctx, n*chaosKinds+kind)
+				ended := cctx.Err() // before cancel ends it
 				cancel()
-				c.check(kind, n, v, err, cctx != ctx)
+				c.check(kind, n, v, err, ended)
 			}
 		}()
 	}
@@ -261,32 +262,32 @@ func (c *chaos) pick(rng *rand.Rand) (kind, n int64) {
 func (c *chaos) step(ctx context.Context, rng *rand.Rand, depth int) {
 	kind, n, cctx, cancel := c.plan(ctx, rng)
 	defer cancel()
-	arg, mayEnd := n*chaosKinds+kind, cctx != ctx
+	arg := n*chaosKinds + kind
 	switch way := rng.IntN(6); {
 	case way == 0:
 		v, err := c.f.Call(cctx, arg)
-		c.check(kind, n, v, err, mayEnd)
+		c.check(kind, n, v, err, cctx.Err())
 	case way == 1:
 		v, err := c.f.Go(cctx, arg).Await(ctx)
-		c.check(kind, n, v, err, mayEnd)
+		c.check(kind, n, v, err, cctx.Err())
 	case way == 2 && depth < chaosDepth:
 		p := c.f.Go(cctx, arg)
 		orng := rand.New(rand.NewPCG(rng.Uint64(), 4))
 		other := lwt.Spawn(ctx, func(ctx context.Context) (struct{}, error) {
 			v, err := p.Await(ctx)
-			c.check(kind, n, v, err, mayEnd)
+			c.check(kind, n, v, err, cctx.Err())
 			c.step(ctx, orng, depth+1)
 			return struct{}{}, nil
 		})
 		v, err := p.Await(ctx)
-		c.check(kind, n, v, err, mayEnd)
+		c.check(kind, n, v, err, cctx.Err())
 		c.step(ctx, rng, depth+1)
 		if _, err := other.Await(ctx); err != nil {
 			c.fail("the other task: %v", err)
 		}
 	case way == 3:
 		done := lwt.Then(c.f.Go(cctx, arg), func(v int64, err error) (struct{}, error) {
-			c.check(kind, n, v, err, mayEnd)
+			c.check(kind, n, v, err, cctx.Err())
 			return struct{}{}, nil
 		})
 		if _, err := done.Await(ctx); err != nil {
@@ -305,12 +306,12 @@ func (c *chaos) step(ctx context.Context, rng *rand.Rand, depth int) {
 			for range 1 + trng.IntN(3) {
 				kind, n := c.pick(trng)
 				v, err := c.f.Call(tctx, n*chaosKinds+kind)
-				c.check(kind, n, v, err, true)
+				c.check(kind, n, v, err, tctx.Err())
 			}
 			v, err := mine.Await(tctx)
-			c.check(kind, n, v, err, true)
+			c.check(kind, n, v, err, tctx.Err())
 			v, err = shared.Await(tctx)
-			c.check(7, n2, v, err, true)
+			c.check(7, n2, v, err, tctx.Err())
 			return struct{}{}, nil
 		})
 		if _, err := sub.Await(ctx); err != nil {
@@ -321,7 +322,7 @@ func (c *chaos) step(ctx context.Context, rng *rand.Rand, depth int) {
 		go func() {
 			defer r.Resolve(struct{}{})
 			v, err := c.f.Call(cctx, arg)
-			c.check(kind, n, v, err, mayEnd)
+			c.check(kind, n, v, err, cctx.Err())
 		}()
 		if _, err := p.Await(ctx); err != nil {
 			c.fail("a goroutine: %v", err)
@@ -329,22 +330,27 @@ func (c *chaos) step(ctx context.Context, rng *rand.Rand, depth int) {
 	}
 }
 
-// check records the outcome of call n, of the given kind; mayEnd says that
-// its context may have ended first.
-func (c *chaos) check(kind, n, v int64, err error, mayEnd bool) {
+// check records the outcome of call n, of the given kind; ended is its
+// context's error when the outcome arrived. A call cut short by its own
+// context fails with that context's error, not with OCaml's Lwt.Canceled
+// (which also satisfies errors.Is(err, context.Canceled)): that exception
+// is an answer only for kind 7, whose promise another call's cancellation
+// may cancel.
+func (c *chaos) check(kind, n, v int64, err error, ended error) {
 	var e *lwt.OCamlError
+	fromOCaml := errors.As(err, &e)
 	switch {
-	case mayEnd && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+	case ended != nil && !fromOCaml && errors.Is(err, ended):
 		c.mu.Lock()
 		c.cutShort++
 		c.mu.Unlock()
 		return
 	case kind == 9:
 		c.fail("call %d (kind 9, which only its context's end settles): %d, %v", n, v, err)
-	case kind == 7 && errors.As(err, &e) && strings.Contains(e.Error(), "Lwt.Canceled"):
+	case kind == 7 && fromOCaml && e.Name == "Lwt.Canceled":
 		// Another call's cancellation cancelled the promise they share.
 	case kind >= 2 && kind <= 4:
-		if !errors.As(err, &e) || !strings.Contains(e.Error(), fmt.Sprintf("%q", fmt.Sprintf("chaos %d", n))) {
+		if !fromOCaml || !strings.Contains(e.Error(), fmt.Sprintf("%q", fmt.Sprintf("chaos %d", n))) {
 			c.fail("call %d (kind %d): %d, %v; want OCaml's exception naming it", n, kind, v, err)
 		}
 	case err != nil || v != n+1:
@@ -363,8 +369,10 @@ func (c *chaos) fail(format string, args ...any) {
 
 // chaosAnswer answers OCaml's call n*8 + kind: n + 1 at once (0), an
 // error (1) or a panic (2) naming n, n + 1 from OCaml's add1 (3), n + 1
-// after a timer (4), or nothing until its context ends (5; not for a sync
-// function, whose context never ends).
+// after a timer (4), or nothing until its context ends (5); or the answer
+// of a call back into OCaml that answers after a timer (6) or only when
+// cancelled (7). Kinds 5 to 7 are not for a sync function, whose context
+// never ends and which cannot wait.
 func chaosAnswer(ctx context.Context, arg int64) (int64, error) {
 	n, kind := arg/8, arg%8
 	switch kind {
@@ -374,12 +382,13 @@ func chaosAnswer(ctx context.Context, arg int64) (int64, error) {
 		return 0, fmt.Errorf("chaos %d", n)
 	case 2:
 		panic(fmt.Sprintf("chaos %d", n))
-	case 3:
-		add1, err := lwt.Lookup[int64, int64]("rel.ocaml_add1")
+	case 3, 6, 7:
+		name := map[int64]string{3: "rel.ocaml_add1", 6: "rel.ocaml_later", 7: "rel.ocaml_never"}[kind]
+		f, err := lwt.Lookup[int64, int64](name)
 		if err != nil {
 			return 0, err
 		}
-		return add1.Call(ctx, n)
+		return f.Call(ctx, n)
 	case 4:
 		p, r := lwt.NewPromise[int64]()
 		time.AfterFunc(time.Duration(n%300)*time.Microsecond, func() { r.Resolve(n + 1) })
