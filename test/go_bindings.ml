@@ -6,6 +6,19 @@
 module I = Lwt_interop
 module T = I.Ty
 
+(* [bound_once bind] is bind's result from its first success on; a bind
+   that fails (called before init, or off the Lwt thread) raises, and the
+   next call tries again. *)
+let bound_once bind =
+  let bound = ref None in
+  fun () ->
+    match !bound with
+    | Some f -> f
+    | None ->
+        let f = bind () in
+        bound := Some f;
+        f
+
 type counter_ptr_handle (* the Go type of an lwt.Handle *)
 
 type go_value (* the Go type of an lwt.Handle *)
@@ -66,840 +79,840 @@ let user_ty : user T.t =
     |> sealr)
 
 (* "args.apply", a task function in Go. *)
-let args_apply_bound = lazy (I.bind_fn "args.apply" T.((T.func T.int64 T.int64) @-> T.int64 @-> returning T.int64))
+let args_apply_bound = bound_once (fun () -> I.bind_fn "args.apply" T.((T.func T.int64 T.int64) @-> T.int64 @-> returning T.int64))
 let args_apply : (int64 -> int64 Lwt.t) -> int64 -> int64 Lwt.t =
- fun x1 x2 -> (Lazy.force args_apply_bound) x1 x2
+ fun x1 x2 -> (args_apply_bound ()) x1 x2
 
 (* "args.call_ocaml", a task function in Go. *)
-let args_call_ocaml_bound = lazy (I.bind "args.call_ocaml" T.unit T.string)
+let args_call_ocaml_bound = bound_once (fun () -> I.bind "args.call_ocaml" T.unit T.string)
 let args_call_ocaml : unit -> string Lwt.t =
- fun x1 -> (Lazy.force args_call_ocaml_bound) x1
+ fun x1 -> (args_call_ocaml_bound ()) x1
 
 (* "args.describe", a sync function in Go. *)
-let args_describe_bound = lazy (I.bind_fn_sync "args.describe" T.(T.int64 @-> T.string @-> T.bool @-> returning T.string))
+let args_describe_bound = bound_once (fun () -> I.bind_fn_sync "args.describe" T.(T.int64 @-> T.string @-> T.bool @-> returning T.string))
 let args_describe : int64 -> string -> bool -> string =
- fun x1 x2 x3 -> (Lazy.force args_describe_bound) x1 x2 x3
+ fun x1 x2 x3 -> (args_describe_bound ()) x1 x2 x3
 
 (* "args.join", a goroutine function in Go. *)
-let args_join_bound = lazy (I.bind_fn "args.join" T.(T.string @-> (T.list T.string) @-> returning T.string))
+let args_join_bound = bound_once (fun () -> I.bind_fn "args.join" T.(T.string @-> (T.list T.string) @-> returning T.string))
 let args_join : string -> string list -> string Lwt.t =
- fun x1 x2 -> (Lazy.force args_join_bound) x1 x2
+ fun x1 x2 -> (args_join_bound ()) x1 x2
 
 (* "args.sum", a task function in Go. *)
-let args_sum_bound = lazy (I.bind_fn "args.sum" T.((T.promise T.int64) @-> (T.promise T.int64) @-> user_ty @-> T.int64 @-> returning T.int64))
+let args_sum_bound = bound_once (fun () -> I.bind_fn "args.sum" T.((T.promise T.int64) @-> (T.promise T.int64) @-> user_ty @-> T.int64 @-> returning T.int64))
 let args_sum : int64 Lwt.t -> int64 Lwt.t -> user -> int64 -> int64 Lwt.t =
- fun x1 x2 x3 x4 -> (Lazy.force args_sum_bound) x1 x2 x3 x4
+ fun x1 x2 x3 x4 -> (args_sum_bound ()) x1 x2 x3 x4
 
 (* "callbacks.adder", a sync function in Go. *)
-let callbacks_adder_bound = lazy (I.bind_sync "callbacks.adder" (T.pair T.string T.int64) (T.func T.int64 T.int64))
+let callbacks_adder_bound = bound_once (fun () -> I.bind_sync "callbacks.adder" (T.pair T.string T.int64) (T.func T.int64 T.int64))
 let callbacks_adder : (string * int64) -> (int64 -> int64 Lwt.t) =
- fun x1 -> (Lazy.force callbacks_adder_bound) x1
+ fun x1 -> (callbacks_adder_bound ()) x1
 
 (* "callbacks.apply_sync", a sync function in Go. *)
-let callbacks_apply_sync_bound = lazy (I.bind_sync "callbacks.apply_sync" (T.func T.int64 T.int64) T.int64)
+let callbacks_apply_sync_bound = bound_once (fun () -> I.bind_sync "callbacks.apply_sync" (T.func T.int64 T.int64) T.int64)
 let callbacks_apply_sync : (int64 -> int64 Lwt.t) -> int64 =
- fun x1 -> (Lazy.force callbacks_apply_sync_bound) x1
+ fun x1 -> (callbacks_apply_sync_bound ()) x1
 
 (* "callbacks.hand_over", a task function in Go. *)
-let callbacks_hand_over_bound = lazy (I.bind "callbacks.hand_over" (T.func (T.func T.int64 T.int64) T.int64) T.int64)
+let callbacks_hand_over_bound = bound_once (fun () -> I.bind "callbacks.hand_over" (T.func (T.func T.int64 T.int64) T.int64) T.int64)
 let callbacks_hand_over : ((int64 -> int64 Lwt.t) -> int64 Lwt.t) -> int64 Lwt.t =
- fun x1 -> (Lazy.force callbacks_hand_over_bound) x1
+ fun x1 -> (callbacks_hand_over_bound ()) x1
 
 (* "callbacks.waiter", a sync function in Go. *)
-let callbacks_waiter_bound = lazy (I.bind_sync "callbacks.waiter" T.unit (T.func T.unit T.string))
+let callbacks_waiter_bound = bound_once (fun () -> I.bind_sync "callbacks.waiter" T.unit (T.func T.unit T.string))
 let callbacks_waiter : unit -> (unit -> string Lwt.t) =
- fun x1 -> (Lazy.force callbacks_waiter_bound) x1
+ fun x1 -> (callbacks_waiter_bound ()) x1
 
 (* "cases.big_argument", a task function in Go. *)
-let cases_big_argument_bound = lazy (I.bind "cases.big_argument" T.int64 T.string)
+let cases_big_argument_bound = bound_once (fun () -> I.bind "cases.big_argument" T.int64 T.string)
 let cases_big_argument : int64 -> string Lwt.t =
- fun x1 -> (Lazy.force cases_big_argument_bound) x1
+ fun x1 -> (cases_big_argument_bound ()) x1
 
 (* "cases.big_bytes", a sync function in Go. *)
-let cases_big_bytes_bound = lazy (I.bind_sync "cases.big_bytes" T.int64 T.bytes)
+let cases_big_bytes_bound = bound_once (fun () -> I.bind_sync "cases.big_bytes" T.int64 T.bytes)
 let cases_big_bytes : int64 -> bytes =
- fun x1 -> (Lazy.force cases_big_bytes_bound) x1
+ fun x1 -> (cases_big_bytes_bound ()) x1
 
 (* "cases.big_error", a goroutine function in Go. *)
-let cases_big_error_bound = lazy (I.bind "cases.big_error" T.int64 T.unit)
+let cases_big_error_bound = bound_once (fun () -> I.bind "cases.big_error" T.int64 T.unit)
 let cases_big_error : int64 -> unit Lwt.t =
- fun x1 -> (Lazy.force cases_big_error_bound) x1
+ fun x1 -> (cases_big_error_bound ()) x1
 
 (* "cases.big_handle", a sync function in Go. *)
-let cases_big_handle_bound = lazy (I.bind_sync "cases.big_handle" T.unit T.handle)
+let cases_big_handle_bound = bound_once (fun () -> I.bind_sync "cases.big_handle" T.unit T.handle)
 let cases_big_handle : unit -> go_value I.handle =
- fun x1 -> (Lazy.force cases_big_handle_bound) x1
+ fun x1 -> (cases_big_handle_bound ()) x1
 
 (* "cases.big_in_list", a sync function in Go. *)
-let cases_big_in_list_bound = lazy (I.bind_sync "cases.big_in_list" T.int64 (T.list (T.option T.string)))
+let cases_big_in_list_bound = bound_once (fun () -> I.bind_sync "cases.big_in_list" T.int64 (T.list (T.option T.string)))
 let cases_big_in_list : int64 -> string option list =
- fun x1 -> (Lazy.force cases_big_in_list_bound) x1
+ fun x1 -> (cases_big_in_list_bound ()) x1
 
 (* "cases.big_string", a sync function in Go. *)
-let cases_big_string_bound = lazy (I.bind_sync "cases.big_string" T.int64 T.string)
+let cases_big_string_bound = bound_once (fun () -> I.bind_sync "cases.big_string" T.int64 T.string)
 let cases_big_string : int64 -> string =
- fun x1 -> (Lazy.force cases_big_string_bound) x1
+ fun x1 -> (cases_big_string_bound ()) x1
 
 (* "cases.call_goroutine", a goroutine function in Go. *)
-let cases_call_goroutine_bound = lazy (I.bind "cases.call_goroutine" T.string T.string)
+let cases_call_goroutine_bound = bound_once (fun () -> I.bind "cases.call_goroutine" T.string T.string)
 let cases_call_goroutine : string -> string Lwt.t =
- fun x1 -> (Lazy.force cases_call_goroutine_bound) x1
+ fun x1 -> (cases_call_goroutine_bound ()) x1
 
 (* "cases.call_kind", a goroutine function in Go. *)
-let cases_call_kind_bound = lazy (I.bind "cases.call_kind" (T.pair T.int64 T.int64) T.string)
+let cases_call_kind_bound = bound_once (fun () -> I.bind "cases.call_kind" (T.pair T.int64 T.int64) T.string)
 let cases_call_kind : (int64 * int64) -> string Lwt.t =
- fun x1 -> (Lazy.force cases_call_kind_bound) x1
+ fun x1 -> (cases_call_kind_bound ()) x1
 
 (* "cases.call_sync", a sync function in Go. *)
-let cases_call_sync_bound = lazy (I.bind_sync "cases.call_sync" T.string T.string)
+let cases_call_sync_bound = bound_once (fun () -> I.bind_sync "cases.call_sync" T.string T.string)
 let cases_call_sync : string -> string =
- fun x1 -> (Lazy.force cases_call_sync_bound) x1
+ fun x1 -> (cases_call_sync_bound ()) x1
 
 (* "cases.call_task", a task function in Go. *)
-let cases_call_task_bound = lazy (I.bind "cases.call_task" T.string T.string)
+let cases_call_task_bound = bound_once (fun () -> I.bind "cases.call_task" T.string T.string)
 let cases_call_task : string -> string Lwt.t =
- fun x1 -> (Lazy.force cases_call_task_bound) x1
+ fun x1 -> (cases_call_task_bound ()) x1
 
 (* "cases.cap_address_space", a sync function in Go. *)
-let cases_cap_address_space_bound = lazy (I.bind_sync "cases.cap_address_space" T.int64 T.unit)
+let cases_cap_address_space_bound = bound_once (fun () -> I.bind_sync "cases.cap_address_space" T.int64 T.unit)
 let cases_cap_address_space : int64 -> unit =
- fun x1 -> (Lazy.force cases_cap_address_space_bound) x1
+ fun x1 -> (cases_cap_address_space_bound ()) x1
 
 (* "cases.deadlines", a task function in Go. *)
-let cases_deadlines_bound = lazy (I.bind "cases.deadlines" T.int64 T.int64)
+let cases_deadlines_bound = bound_once (fun () -> I.bind "cases.deadlines" T.int64 T.int64)
 let cases_deadlines : int64 -> int64 Lwt.t =
- fun x1 -> (Lazy.force cases_deadlines_bound) x1
+ fun x1 -> (cases_deadlines_bound ()) x1
 
 (* "cases.go_chain", a sync function in Go. *)
-let cases_go_chain_bound = lazy (I.bind_sync "cases.go_chain" T.int64 T.int64)
+let cases_go_chain_bound = bound_once (fun () -> I.bind_sync "cases.go_chain" T.int64 T.int64)
 let cases_go_chain : int64 -> int64 =
- fun x1 -> (Lazy.force cases_go_chain_bound) x1
+ fun x1 -> (cases_go_chain_bound ()) x1
 
 (* "cases.goexit_goroutine", a goroutine function in Go. *)
-let cases_goexit_goroutine_bound = lazy (I.bind "cases.goexit_goroutine" T.unit T.unit)
+let cases_goexit_goroutine_bound = bound_once (fun () -> I.bind "cases.goexit_goroutine" T.unit T.unit)
 let cases_goexit_goroutine : unit -> unit Lwt.t =
- fun x1 -> (Lazy.force cases_goexit_goroutine_bound) x1
+ fun x1 -> (cases_goexit_goroutine_bound ()) x1
 
 (* "cases.goexit_sync", a sync function in Go. *)
-let cases_goexit_sync_bound = lazy (I.bind_sync "cases.goexit_sync" T.unit T.unit)
+let cases_goexit_sync_bound = bound_once (fun () -> I.bind_sync "cases.goexit_sync" T.unit T.unit)
 let cases_goexit_sync : unit -> unit =
- fun x1 -> (Lazy.force cases_goexit_sync_bound) x1
+ fun x1 -> (cases_goexit_sync_bound ()) x1
 
 (* "cases.goexit_task", a task function in Go. *)
-let cases_goexit_task_bound = lazy (I.bind "cases.goexit_task" T.unit T.unit)
+let cases_goexit_task_bound = bound_once (fun () -> I.bind "cases.goexit_task" T.unit T.unit)
 let cases_goexit_task : unit -> unit Lwt.t =
- fun x1 -> (Lazy.force cases_goexit_task_bound) x1
+ fun x1 -> (cases_goexit_task_bound ()) x1
 
 (* "cases.notified", a sync function in Go. *)
-let cases_notified_bound = lazy (I.bind_sync "cases.notified" T.int64 T.int64)
+let cases_notified_bound = bound_once (fun () -> I.bind_sync "cases.notified" T.int64 T.int64)
 let cases_notified : int64 -> int64 =
- fun x1 -> (Lazy.force cases_notified_bound) x1
+ fun x1 -> (cases_notified_bound ()) x1
 
 (* "cases.notify", a sync function in Go. *)
-let cases_notify_bound = lazy (I.bind_sync "cases.notify" T.int64 T.unit)
+let cases_notify_bound = bound_once (fun () -> I.bind_sync "cases.notify" T.int64 T.unit)
 let cases_notify : int64 -> unit =
- fun x1 -> (Lazy.force cases_notify_bound) x1
+ fun x1 -> (cases_notify_bound ()) x1
 
 (* "cases.prepare_big", a sync function in Go. *)
-let cases_prepare_big_bound = lazy (I.bind_sync "cases.prepare_big" T.int64 T.unit)
+let cases_prepare_big_bound = bound_once (fun () -> I.bind_sync "cases.prepare_big" T.int64 T.unit)
 let cases_prepare_big : int64 -> unit =
- fun x1 -> (Lazy.force cases_prepare_big_bound) x1
+ fun x1 -> (cases_prepare_big_bound ()) x1
 
 (* "cases.reset", a sync function in Go. *)
-let cases_reset_bound = lazy (I.bind_sync "cases.reset" T.int64 T.unit)
+let cases_reset_bound = bound_once (fun () -> I.bind_sync "cases.reset" T.int64 T.unit)
 let cases_reset : int64 -> unit =
- fun x1 -> (Lazy.force cases_reset_bound) x1
+ fun x1 -> (cases_reset_bound ()) x1
 
 (* "cases.set_timer_slack", a sync function in Go. *)
-let cases_set_timer_slack_bound = lazy (I.bind_sync "cases.set_timer_slack" T.int64 T.unit)
+let cases_set_timer_slack_bound = bound_once (fun () -> I.bind_sync "cases.set_timer_slack" T.int64 T.unit)
 let cases_set_timer_slack : int64 -> unit =
- fun x1 -> (Lazy.force cases_set_timer_slack_bound) x1
+ fun x1 -> (cases_set_timer_slack_bound ()) x1
 
 (* "cases.stop", a sync function in Go. *)
-let cases_stop_bound = lazy (I.bind_sync "cases.stop" T.int64 T.unit)
+let cases_stop_bound = bound_once (fun () -> I.bind_sync "cases.stop" T.int64 T.unit)
 let cases_stop : int64 -> unit =
- fun x1 -> (Lazy.force cases_stop_bound) x1
+ fun x1 -> (cases_stop_bound ()) x1
 
 (* "cases.timer_slack", a sync function in Go. *)
-let cases_timer_slack_bound = lazy (I.bind_sync "cases.timer_slack" T.unit T.int64)
+let cases_timer_slack_bound = bound_once (fun () -> I.bind_sync "cases.timer_slack" T.unit T.int64)
 let cases_timer_slack : unit -> int64 =
- fun x1 -> (Lazy.force cases_timer_slack_bound) x1
+ fun x1 -> (cases_timer_slack_bound ()) x1
 
 (* "cases.wait_cancel", a goroutine function in Go. *)
-let cases_wait_cancel_bound = lazy (I.bind "cases.wait_cancel" T.unit T.string)
+let cases_wait_cancel_bound = bound_once (fun () -> I.bind "cases.wait_cancel" T.unit T.string)
 let cases_wait_cancel : unit -> string Lwt.t =
- fun x1 -> (Lazy.force cases_wait_cancel_bound) x1
+ fun x1 -> (cases_wait_cancel_bound ()) x1
 
 (* "cases.write_closed_pipe", a sync function in Go. *)
-let cases_write_closed_pipe_bound = lazy (I.bind_sync "cases.write_closed_pipe" T.unit T.string)
+let cases_write_closed_pipe_bound = bound_once (fun () -> I.bind_sync "cases.write_closed_pipe" T.unit T.string)
 let cases_write_closed_pipe : unit -> string =
- fun x1 -> (Lazy.force cases_write_closed_pipe_bound) x1
+ fun x1 -> (cases_write_closed_pipe_bound ()) x1
 
 (* "errors.canceled", a goroutine function in Go. *)
-let errors_canceled_bound = lazy (I.bind "errors.canceled" T.unit T.unit)
+let errors_canceled_bound = bound_once (fun () -> I.bind "errors.canceled" T.unit T.unit)
 let errors_canceled : unit -> unit Lwt.t =
- fun x1 -> (Lazy.force errors_canceled_bound) x1
+ fun x1 -> (errors_canceled_bound ()) x1
 
 (* "errors.classify", a task function in Go. *)
-let errors_classify_bound = lazy (I.bind "errors.classify" (T.func T.string T.unit) T.string)
+let errors_classify_bound = bound_once (fun () -> I.bind "errors.classify" (T.func T.string T.unit) T.string)
 let errors_classify : (string -> unit Lwt.t) -> string Lwt.t =
- fun x1 -> (Lazy.force errors_classify_bound) x1
+ fun x1 -> (errors_classify_bound ()) x1
 
 (* "errors.not_found", a sync function in Go. *)
-let errors_not_found_bound = lazy (I.bind_sync "errors.not_found" T.bool T.unit)
+let errors_not_found_bound = bound_once (fun () -> I.bind_sync "errors.not_found" T.bool T.unit)
 let errors_not_found : bool -> unit =
- fun x1 -> (Lazy.force errors_not_found_bound) x1
+ fun x1 -> (errors_not_found_bound ()) x1
 
 (* "errors.open", a sync function in Go. *)
-let errors_open_bound = lazy (I.bind_sync "errors.open" T.string T.unit)
+let errors_open_bound = bound_once (fun () -> I.bind_sync "errors.open" T.string T.unit)
 let errors_open : string -> unit =
- fun x1 -> (Lazy.force errors_open_bound) x1
+ fun x1 -> (errors_open_bound ()) x1
 
 (* "errors.pass_through", a task function in Go. *)
-let errors_pass_through_bound = lazy (I.bind "errors.pass_through" (T.func T.string T.unit) T.unit)
+let errors_pass_through_bound = bound_once (fun () -> I.bind "errors.pass_through" (T.func T.string T.unit) T.unit)
 let errors_pass_through : (string -> unit Lwt.t) -> unit Lwt.t =
- fun x1 -> (Lazy.force errors_pass_through_bound) x1
+ fun x1 -> (errors_pass_through_bound ()) x1
 
 (* "promises.await", a task function in Go. *)
-let promises_await_bound = lazy (I.bind "promises.await" (T.promise T.int64) T.string)
+let promises_await_bound = bound_once (fun () -> I.bind "promises.await" (T.promise T.int64) T.string)
 let promises_await : int64 Lwt.t -> string Lwt.t =
- fun x1 -> (Lazy.force promises_await_bound) x1
+ fun x1 -> (promises_await_bound ()) x1
 
 (* "promises.cancel", a task function in Go. *)
-let promises_cancel_bound = lazy (I.bind "promises.cancel" (T.promise T.int64) T.string)
+let promises_cancel_bound = bound_once (fun () -> I.bind "promises.cancel" (T.promise T.int64) T.string)
 let promises_cancel : int64 Lwt.t -> string Lwt.t =
- fun x1 -> (Lazy.force promises_cancel_bound) x1
+ fun x1 -> (promises_cancel_bound ()) x1
 
 (* "promises.failed", a sync function in Go. *)
-let promises_failed_bound = lazy (I.bind_sync "promises.failed" T.unit (T.promise T.string))
+let promises_failed_bound = bound_once (fun () -> I.bind_sync "promises.failed" T.unit (T.promise T.string))
 let promises_failed : unit -> string Lwt.t =
- fun x1 -> (Lazy.force promises_failed_bound) x1
+ fun x1 -> (promises_failed_bound ()) x1
 
 (* "promises.later", a sync function in Go. *)
-let promises_later_bound = lazy (I.bind_sync "promises.later" T.string (T.promise T.string))
+let promises_later_bound = bound_once (fun () -> I.bind_sync "promises.later" T.string (T.promise T.string))
 let promises_later : string -> string Lwt.t =
- fun x1 -> (Lazy.force promises_later_bound) x1
+ fun x1 -> (promises_later_bound ()) x1
 
 (* "promises.of_call", a sync function in Go. *)
-let promises_of_call_bound = lazy (I.bind_sync "promises.of_call" T.unit (T.promise T.int64))
+let promises_of_call_bound = bound_once (fun () -> I.bind_sync "promises.of_call" T.unit (T.promise T.int64))
 let promises_of_call : unit -> int64 Lwt.t =
- fun x1 -> (Lazy.force promises_of_call_bound) x1
+ fun x1 -> (promises_of_call_bound ()) x1
 
 (* "rel.add1", a sync function in Go. *)
-let rel_add1_bound = lazy (I.bind_sync "rel.add1" T.int64 T.int64)
+let rel_add1_bound = bound_once (fun () -> I.bind_sync "rel.add1" T.int64 T.int64)
 let rel_add1 : int64 -> int64 =
- fun x1 -> (Lazy.force rel_add1_bound) x1
+ fun x1 -> (rel_add1_bound ()) x1
 
 (* "rel.call_loop", a task function in Go. *)
-let rel_call_loop_bound = lazy (I.bind "rel.call_loop" T.int64 T.int64)
+let rel_call_loop_bound = bound_once (fun () -> I.bind "rel.call_loop" T.int64 T.int64)
 let rel_call_loop : int64 -> int64 Lwt.t =
- fun x1 -> (Lazy.force rel_call_loop_bound) x1
+ fun x1 -> (rel_call_loop_bound ()) x1
 
 (* "rel.chaos", a task function in Go. *)
-let rel_chaos_bound = lazy (I.bind_fn "rel.chaos" T.((T.func T.int64 T.int64) @-> T.int64 @-> returning T.string))
+let rel_chaos_bound = bound_once (fun () -> I.bind_fn "rel.chaos" T.((T.func T.int64 T.int64) @-> T.int64 @-> returning T.string))
 let rel_chaos : (int64 -> int64 Lwt.t) -> int64 -> string Lwt.t =
- fun x1 x2 -> (Lazy.force rel_chaos_bound) x1 x2
+ fun x1 x2 -> (rel_chaos_bound ()) x1 x2
 
 (* "rel.chaos_goroutine", a goroutine function in Go. *)
-let rel_chaos_goroutine_bound = lazy (I.bind "rel.chaos_goroutine" T.int64 T.int64)
+let rel_chaos_goroutine_bound = bound_once (fun () -> I.bind "rel.chaos_goroutine" T.int64 T.int64)
 let rel_chaos_goroutine : int64 -> int64 Lwt.t =
- fun x1 -> (Lazy.force rel_chaos_goroutine_bound) x1
+ fun x1 -> (rel_chaos_goroutine_bound ()) x1
 
 (* "rel.chaos_sync", a sync function in Go. *)
-let rel_chaos_sync_bound = lazy (I.bind_sync "rel.chaos_sync" T.int64 T.int64)
+let rel_chaos_sync_bound = bound_once (fun () -> I.bind_sync "rel.chaos_sync" T.int64 T.int64)
 let rel_chaos_sync : int64 -> int64 =
- fun x1 -> (Lazy.force rel_chaos_sync_bound) x1
+ fun x1 -> (rel_chaos_sync_bound ()) x1
 
 (* "rel.chaos_task", a task function in Go. *)
-let rel_chaos_task_bound = lazy (I.bind "rel.chaos_task" T.int64 T.int64)
+let rel_chaos_task_bound = bound_once (fun () -> I.bind "rel.chaos_task" T.int64 T.int64)
 let rel_chaos_task : int64 -> int64 Lwt.t =
- fun x1 -> (Lazy.force rel_chaos_task_bound) x1
+ fun x1 -> (rel_chaos_task_bound ()) x1
 
 (* "rel.gc_check", a task function in Go. *)
-let rel_gc_check_bound = lazy (I.bind "rel.gc_check" T.int64 T.int64)
+let rel_gc_check_bound = bound_once (fun () -> I.bind "rel.gc_check" T.int64 T.int64)
 let rel_gc_check : int64 -> int64 Lwt.t =
- fun x1 -> (Lazy.force rel_gc_check_bound) x1
+ fun x1 -> (rel_gc_check_bound ()) x1
 
 (* "rel.gc_value", a sync function in Go. *)
-let rel_gc_value_bound = lazy (I.bind_sync "rel.gc_value" T.int64 (T.list (T.pair (T.option T.int64) (T.pair T.string (T.pair T.bytes T.float)))))
+let rel_gc_value_bound = bound_once (fun () -> I.bind_sync "rel.gc_value" T.int64 (T.list (T.pair (T.option T.int64) (T.pair T.string (T.pair T.bytes T.float)))))
 let rel_gc_value : int64 -> (int64 option * (string * (bytes * float))) list =
- fun x1 -> (Lazy.force rel_gc_value_bound) x1
+ fun x1 -> (rel_gc_value_bound ()) x1
 
 (* "rel.goroutines", a sync function in Go. *)
-let rel_goroutines_bound = lazy (I.bind_sync "rel.goroutines" T.unit T.int64)
+let rel_goroutines_bound = bound_once (fun () -> I.bind_sync "rel.goroutines" T.unit T.int64)
 let rel_goroutines : unit -> int64 =
- fun x1 -> (Lazy.force rel_goroutines_bound) x1
+ fun x1 -> (rel_goroutines_bound ()) x1
 
 (* "rel.load", a goroutine function in Go. *)
-let rel_load_bound = lazy (I.bind "rel.load" T.int64 T.string)
+let rel_load_bound = bound_once (fun () -> I.bind "rel.load" T.int64 T.string)
 let rel_load : int64 -> string Lwt.t =
- fun x1 -> (Lazy.force rel_load_bound) x1
+ fun x1 -> (rel_load_bound ()) x1
 
 (* "rel.task_add1", a task function in Go. *)
-let rel_task_add1_bound = lazy (I.bind "rel.task_add1" T.int64 T.int64)
+let rel_task_add1_bound = bound_once (fun () -> I.bind "rel.task_add1" T.int64 T.int64)
 let rel_task_add1 : int64 -> int64 Lwt.t =
- fun x1 -> (Lazy.force rel_task_add1_bound) x1
+ fun x1 -> (rel_task_add1_bound ()) x1
 
 (* "seed.goroutine", a goroutine function in Go. *)
-let seed_goroutine_bound = lazy (I.bind "seed.goroutine" (T.func T.unit T.unit) T.unit)
+let seed_goroutine_bound = bound_once (fun () -> I.bind "seed.goroutine" (T.func T.unit T.unit) T.unit)
 let seed_goroutine : (unit -> unit Lwt.t) -> unit Lwt.t =
- fun x1 -> (Lazy.force seed_goroutine_bound) x1
+ fun x1 -> (seed_goroutine_bound ()) x1
 
 (* "seed.task", a task function in Go. *)
-let seed_task_bound = lazy (I.bind "seed.task" (T.func T.unit T.unit) T.unit)
+let seed_task_bound = bound_once (fun () -> I.bind "seed.task" (T.func T.unit T.unit) T.unit)
 let seed_task : (unit -> unit Lwt.t) -> unit Lwt.t =
- fun x1 -> (Lazy.force seed_task_bound) x1
+ fun x1 -> (seed_task_bound ()) x1
 
 (* "streams.blocked", a goroutine function in Go. *)
-let streams_blocked_bound = lazy (I.bind "streams.blocked" T.unit (T.stream T.int))
+let streams_blocked_bound = bound_once (fun () -> I.bind "streams.blocked" T.unit (T.stream T.int))
 let streams_blocked : unit -> int Lwt_stream.t Lwt.t =
- fun x1 -> (Lazy.force streams_blocked_bound) x1
+ fun x1 -> (streams_blocked_bound ()) x1
 
 (* "streams.failing", a goroutine function in Go. *)
-let streams_failing_bound = lazy (I.bind_fn "streams.failing" T.(T.int @-> T.bool @-> returning (T.stream T.string)))
+let streams_failing_bound = bound_once (fun () -> I.bind_fn "streams.failing" T.(T.int @-> T.bool @-> returning (T.stream T.string)))
 let streams_failing : int -> bool -> string Lwt_stream.t Lwt.t =
- fun x1 x2 -> (Lazy.force streams_failing_bound) x1 x2
+ fun x1 x2 -> (streams_failing_bound ()) x1 x2
 
 (* "streams.identity", a sync function in Go. *)
-let streams_identity_bound = lazy (I.bind_sync "streams.identity" (T.stream T.int) (T.stream T.int))
+let streams_identity_bound = bound_once (fun () -> I.bind_sync "streams.identity" (T.stream T.int) (T.stream T.int))
 let streams_identity : int Lwt_stream.t -> int Lwt_stream.t =
- fun x1 -> (Lazy.force streams_identity_bound) x1
+ fun x1 -> (streams_identity_bound ()) x1
 
 (* "streams.ints", a goroutine function in Go. *)
-let streams_ints_bound = lazy (I.bind_fn "streams.ints" T.(T.int @-> T.int @-> returning (T.stream T.int)))
+let streams_ints_bound = bound_once (fun () -> I.bind_fn "streams.ints" T.(T.int @-> T.int @-> returning (T.stream T.int)))
 let streams_ints : int -> int -> int Lwt_stream.t Lwt.t =
- fun x1 x2 -> (Lazy.force streams_ints_bound) x1 x2
+ fun x1 x2 -> (streams_ints_bound ()) x1 x2
 
 (* "streams.late", a goroutine function in Go. *)
-let streams_late_bound = lazy (I.bind "streams.late" T.int (T.stream T.int))
+let streams_late_bound = bound_once (fun () -> I.bind "streams.late" T.int (T.stream T.int))
 let streams_late : int -> int Lwt_stream.t Lwt.t =
- fun x1 -> (Lazy.force streams_late_bound) x1
+ fun x1 -> (streams_late_bound ()) x1
 
 (* "streams.once", a sync function in Go. *)
-let streams_once_bound = lazy (I.bind_sync "streams.once" T.unit (T.stream T.int))
+let streams_once_bound = bound_once (fun () -> I.bind_sync "streams.once" T.unit (T.stream T.int))
 let streams_once : unit -> int Lwt_stream.t =
- fun x1 -> (Lazy.force streams_once_bound) x1
+ fun x1 -> (streams_once_bound ()) x1
 
 (* "streams.overflow", a goroutine function in Go. *)
-let streams_overflow_bound = lazy (I.bind "streams.overflow" T.unit (T.stream T.int))
+let streams_overflow_bound = bound_once (fun () -> I.bind "streams.overflow" T.unit (T.stream T.int))
 let streams_overflow : unit -> int Lwt_stream.t Lwt.t =
- fun x1 -> (Lazy.force streams_overflow_bound) x1
+ fun x1 -> (streams_overflow_bound ()) x1
 
 (* "streams.panicking", a goroutine function in Go. *)
-let streams_panicking_bound = lazy (I.bind "streams.panicking" T.unit (T.stream T.int))
+let streams_panicking_bound = bound_once (fun () -> I.bind "streams.panicking" T.unit (T.stream T.int))
 let streams_panicking : unit -> int Lwt_stream.t Lwt.t =
- fun x1 -> (Lazy.force streams_panicking_bound) x1
+ fun x1 -> (streams_panicking_bound ()) x1
 
 (* "streams.producer", a sync function in Go. *)
-let streams_producer_bound = lazy (I.bind_sync "streams.producer" T.unit (T.pair T.int T.string))
+let streams_producer_bound = bound_once (fun () -> I.bind_sync "streams.producer" T.unit (T.pair T.int T.string))
 let streams_producer : unit -> (int * string) =
- fun x1 -> (Lazy.force streams_producer_bound) x1
+ fun x1 -> (streams_producer_bound ()) x1
 
 (* "streams.read_all", a goroutine function in Go. *)
-let streams_read_all_bound = lazy (I.bind "streams.read_all" (T.stream T.string) (T.pair (T.list T.string) T.string))
+let streams_read_all_bound = bound_once (fun () -> I.bind "streams.read_all" (T.stream T.string) (T.pair (T.list T.string) T.string))
 let streams_read_all : string Lwt_stream.t -> (string list * string) Lwt.t =
- fun x1 -> (Lazy.force streams_read_all_bound) x1
+ fun x1 -> (streams_read_all_bound ()) x1
 
 (* "streams.recv_sync", a sync function in Go. *)
-let streams_recv_sync_bound = lazy (I.bind_sync "streams.recv_sync" (T.stream T.int) T.string)
+let streams_recv_sync_bound = bound_once (fun () -> I.bind_sync "streams.recv_sync" (T.stream T.int) T.string)
 let streams_recv_sync : int Lwt_stream.t -> string =
- fun x1 -> (Lazy.force streams_recv_sync_bound) x1
+ fun x1 -> (streams_recv_sync_bound ()) x1
 
 (* "streams.rename", a goroutine function in Go. *)
-let streams_rename_bound = lazy (I.bind "streams.rename" (T.stream user_ty) (T.stream user_ty))
+let streams_rename_bound = bound_once (fun () -> I.bind "streams.rename" (T.stream user_ty) (T.stream user_ty))
 let streams_rename : user Lwt_stream.t -> user Lwt_stream.t Lwt.t =
- fun x1 -> (Lazy.force streams_rename_bound) x1
+ fun x1 -> (streams_rename_bound ()) x1
 
 (* "streams.sum", a goroutine function in Go. *)
-let streams_sum_bound = lazy (I.bind "streams.sum" (T.stream T.int) T.int)
+let streams_sum_bound = bound_once (fun () -> I.bind "streams.sum" (T.stream T.int) T.int)
 let streams_sum : int Lwt_stream.t -> int Lwt.t =
- fun x1 -> (Lazy.force streams_sum_bound) x1
+ fun x1 -> (streams_sum_bound ()) x1
 
 (* "streams.sum_task", a task function in Go. *)
-let streams_sum_task_bound = lazy (I.bind "streams.sum_task" (T.stream T.int) T.int)
+let streams_sum_task_bound = bound_once (fun () -> I.bind "streams.sum_task" (T.stream T.int) T.int)
 let streams_sum_task : int Lwt_stream.t -> int Lwt.t =
- fun x1 -> (Lazy.force streams_sum_task_bound) x1
+ fun x1 -> (streams_sum_task_bound ()) x1
 
 (* "streams.take", a goroutine function in Go. *)
-let streams_take_bound = lazy (I.bind_fn "streams.take" T.((T.stream T.string) @-> T.int @-> returning (T.list T.string)))
+let streams_take_bound = bound_once (fun () -> I.bind_fn "streams.take" T.((T.stream T.string) @-> T.int @-> returning (T.list T.string)))
 let streams_take : string Lwt_stream.t -> int -> string list Lwt.t =
- fun x1 x2 -> (Lazy.force streams_take_bound) x1 x2
+ fun x1 x2 -> (streams_take_bound ()) x1 x2
 
 (* "test.add1", a sync function in Go. *)
-let test_add1_bound = lazy (I.bind_sync "test.add1" T.int64 T.int64)
+let test_add1_bound = bound_once (fun () -> I.bind_sync "test.add1" T.int64 T.int64)
 let test_add1 : int64 -> int64 =
- fun x1 -> (Lazy.force test_add1_bound) x1
+ fun x1 -> (test_add1_bound ()) x1
 
 (* "test.await_forever", a goroutine function in Go. *)
-let test_await_forever_bound = lazy (I.bind "test.await_forever" (T.func T.unit T.unit) T.unit)
+let test_await_forever_bound = bound_once (fun () -> I.bind "test.await_forever" (T.func T.unit T.unit) T.unit)
 let test_await_forever : (unit -> unit Lwt.t) -> unit Lwt.t =
- fun x1 -> (Lazy.force test_await_forever_bound) x1
+ fun x1 -> (test_await_forever_bound ()) x1
 
 (* "test.block", a sync function in Go. *)
-let test_block_bound = lazy (I.bind_sync "test.block" T.int64 T.unit)
+let test_block_bound = bound_once (fun () -> I.bind_sync "test.block" T.int64 T.unit)
 let test_block : int64 -> unit =
- fun x1 -> (Lazy.force test_block_bound) x1
+ fun x1 -> (test_block_bound ()) x1
 
 (* "test.bump", a sync function in Go. *)
-let test_bump_bound = lazy (I.bind_sync "test.bump" T.handle T.int64)
+let test_bump_bound = bound_once (fun () -> I.bind_sync "test.bump" T.handle T.int64)
 let test_bump : counter_ptr_handle I.handle -> int64 =
- fun x1 -> (Lazy.force test_bump_bound) x1
+ fun x1 -> (test_bump_bound ()) x1
 
 (* "test.call_twice", a task function in Go. *)
-let test_call_twice_bound = lazy (I.bind "test.call_twice" (T.func T.int64 T.int64) T.int64)
+let test_call_twice_bound = bound_once (fun () -> I.bind "test.call_twice" (T.func T.int64 T.int64) T.int64)
 let test_call_twice : (int64 -> int64 Lwt.t) -> int64 Lwt.t =
- fun x1 -> (Lazy.force test_call_twice_bound) x1
+ fun x1 -> (test_call_twice_bound ()) x1
 
 (* "test.cancel_settles_another", a task function in Go. *)
-let test_cancel_settles_another_bound = lazy (I.bind "test.cancel_settles_another" (T.func T.int64 T.int64) T.string)
+let test_cancel_settles_another_bound = bound_once (fun () -> I.bind "test.cancel_settles_another" (T.func T.int64 T.int64) T.string)
 let test_cancel_settles_another : (int64 -> int64 Lwt.t) -> string Lwt.t =
- fun x1 -> (Lazy.force test_cancel_settles_another_bound) x1
+ fun x1 -> (test_cancel_settles_another_bound ()) x1
 
 (* "test.cancelled", a sync function in Go. *)
-let test_cancelled_bound = lazy (I.bind_sync "test.cancelled" T.unit T.int64)
+let test_cancelled_bound = bound_once (fun () -> I.bind_sync "test.cancelled" T.unit T.int64)
 let test_cancelled : unit -> int64 =
- fun x1 -> (Lazy.force test_cancelled_bound) x1
+ fun x1 -> (test_cancelled_bound ()) x1
 
 (* "test.describe", a sync function in Go. *)
-let test_describe_bound = lazy (I.bind_sync "test.describe" (T.list (T.pair (T.option T.int64) T.string)) T.string)
+let test_describe_bound = bound_once (fun () -> I.bind_sync "test.describe" (T.list (T.pair (T.option T.int64) T.string)) T.string)
 let test_describe : (int64 option * string) list -> string =
- fun x1 -> (Lazy.force test_describe_bound) x1
+ fun x1 -> (test_describe_bound ()) x1
 
 (* "test.echo", a goroutine function in Go. *)
-let test_echo_bound = lazy (I.bind "test.echo" T.string T.string)
+let test_echo_bound = bound_once (fun () -> I.bind "test.echo" T.string T.string)
 let test_echo : string -> string Lwt.t =
- fun x1 -> (Lazy.force test_echo_bound) x1
+ fun x1 -> (test_echo_bound ()) x1
 
 (* "test.echo_bytes", a goroutine function in Go. *)
-let test_echo_bytes_bound = lazy (I.bind "test.echo_bytes" T.bytes T.bytes)
+let test_echo_bytes_bound = bound_once (fun () -> I.bind "test.echo_bytes" T.bytes T.bytes)
 let test_echo_bytes : bytes -> bytes Lwt.t =
- fun x1 -> (Lazy.force test_echo_bytes_bound) x1
+ fun x1 -> (test_echo_bytes_bound ()) x1
 
 (* "test.echo_nested", a goroutine function in Go. *)
-let test_echo_nested_bound = lazy (I.bind "test.echo_nested" (T.pair (T.list (T.option T.bool)) (T.pair T.float T.bytes)) (T.pair (T.list (T.option T.bool)) (T.pair T.float T.bytes)))
+let test_echo_nested_bound = bound_once (fun () -> I.bind "test.echo_nested" (T.pair (T.list (T.option T.bool)) (T.pair T.float T.bytes)) (T.pair (T.list (T.option T.bool)) (T.pair T.float T.bytes)))
 let test_echo_nested : (bool option list * (float * bytes)) -> (bool option list * (float * bytes)) Lwt.t =
- fun x1 -> (Lazy.force test_echo_nested_bound) x1
+ fun x1 -> (test_echo_nested_bound ()) x1
 
 (* "test.fail", a goroutine function in Go. *)
-let test_fail_bound = lazy (I.bind "test.fail" T.string T.unit)
+let test_fail_bound = bound_once (fun () -> I.bind "test.fail" T.string T.unit)
 let test_fail : string -> unit Lwt.t =
- fun x1 -> (Lazy.force test_fail_bound) x1
+ fun x1 -> (test_fail_bound ()) x1
 
 (* "test.give_back", a sync function in Go. *)
-let test_give_back_bound = lazy (I.bind_sync "test.give_back" T.unit T.opaque)
+let test_give_back_bound = bound_once (fun () -> I.bind_sync "test.give_back" T.unit T.opaque)
 let test_give_back : unit -> I.Opaque.t =
- fun x1 -> (Lazy.force test_give_back_bound) x1
+ fun x1 -> (test_give_back_bound ()) x1
 
 (* "test.go_shutdown", a goroutine function in Go. *)
-let test_go_shutdown_bound = lazy (I.bind "test.go_shutdown" T.unit T.unit)
+let test_go_shutdown_bound = bound_once (fun () -> I.bind "test.go_shutdown" T.unit T.unit)
 let test_go_shutdown : unit -> unit Lwt.t =
- fun x1 -> (Lazy.force test_go_shutdown_bound) x1
+ fun x1 -> (test_go_shutdown_bound ()) x1
 
 (* "test.goroutine_await_timeout", a goroutine function in Go. *)
-let test_goroutine_await_timeout_bound = lazy (I.bind "test.goroutine_await_timeout" (T.func T.unit T.unit) T.string)
+let test_goroutine_await_timeout_bound = bound_once (fun () -> I.bind "test.goroutine_await_timeout" (T.func T.unit T.unit) T.string)
 let test_goroutine_await_timeout : (unit -> unit Lwt.t) -> string Lwt.t =
- fun x1 -> (Lazy.force test_goroutine_await_timeout_bound) x1
+ fun x1 -> (test_goroutine_await_timeout_bound ()) x1
 
 (* "test.keep", a sync function in Go. *)
-let test_keep_bound = lazy (I.bind_sync "test.keep" T.opaque T.unit)
+let test_keep_bound = bound_once (fun () -> I.bind_sync "test.keep" T.opaque T.unit)
 let test_keep : I.Opaque.t -> unit =
- fun x1 -> (Lazy.force test_keep_bound) x1
+ fun x1 -> (test_keep_bound ()) x1
 
 (* "test.last_err", a sync function in Go. *)
-let test_last_err_bound = lazy (I.bind_sync "test.last_err" T.unit T.string)
+let test_last_err_bound = bound_once (fun () -> I.bind_sync "test.last_err" T.unit T.string)
 let test_last_err : unit -> string =
- fun x1 -> (Lazy.force test_last_err_bound) x1
+ fun x1 -> (test_last_err_bound ()) x1
 
 (* "test.look_up", a sync function in Go. *)
-let test_look_up_bound = lazy (I.bind_sync "test.look_up" T.string T.unit)
+let test_look_up_bound = bound_once (fun () -> I.bind_sync "test.look_up" T.string T.unit)
 let test_look_up : string -> unit =
- fun x1 -> (Lazy.force test_look_up_bound) x1
+ fun x1 -> (test_look_up_bound ()) x1
 
 (* "test.named_goroutine", a goroutine function in Go. *)
-let test_named_goroutine_bound = lazy (I.bind "test.named_goroutine" T.unit T.string)
+let test_named_goroutine_bound = bound_once (fun () -> I.bind "test.named_goroutine" T.unit T.string)
 let test_named_goroutine : unit -> string Lwt.t =
- fun x1 -> (Lazy.force test_named_goroutine_bound) x1
+ fun x1 -> (test_named_goroutine_bound ()) x1
 
 (* "test.named_sync", a sync function in Go. *)
-let test_named_sync_bound = lazy (I.bind_sync "test.named_sync" T.unit T.string)
+let test_named_sync_bound = bound_once (fun () -> I.bind_sync "test.named_sync" T.unit T.string)
 let test_named_sync : unit -> string =
- fun x1 -> (Lazy.force test_named_sync_bound) x1
+ fun x1 -> (test_named_sync_bound ()) x1
 
 (* "test.named_task", a task function in Go. *)
-let test_named_task_bound = lazy (I.bind "test.named_task" T.unit T.string)
+let test_named_task_bound = bound_once (fun () -> I.bind "test.named_task" T.unit T.string)
 let test_named_task : unit -> string Lwt.t =
- fun x1 -> (Lazy.force test_named_task_bound) x1
+ fun x1 -> (test_named_task_bound ()) x1
 
 (* "test.never_stops", a goroutine function in Go. *)
-let test_never_stops_bound = lazy (I.bind "test.never_stops" T.unit T.string)
+let test_never_stops_bound = bound_once (fun () -> I.bind "test.never_stops" T.unit T.string)
 let test_never_stops : unit -> string Lwt.t =
- fun x1 -> (Lazy.force test_never_stops_bound) x1
+ fun x1 -> (test_never_stops_bound ()) x1
 
 (* "test.new_counter", a sync function in Go. *)
-let test_new_counter_bound = lazy (I.bind_sync "test.new_counter" T.int64 T.handle)
+let test_new_counter_bound = bound_once (fun () -> I.bind_sync "test.new_counter" T.int64 T.handle)
 let test_new_counter : int64 -> counter_ptr_handle I.handle =
- fun x1 -> (Lazy.force test_new_counter_bound) x1
+ fun x1 -> (test_new_counter_bound ()) x1
 
 (* "test.nil_goroutine", a goroutine function in Go. *)
-let test_nil_goroutine_bound = lazy (I.bind "test.nil_goroutine" T.unit T.int64)
+let test_nil_goroutine_bound = bound_once (fun () -> I.bind "test.nil_goroutine" T.unit T.int64)
 let test_nil_goroutine : unit -> int64 Lwt.t =
- fun x1 -> (Lazy.force test_nil_goroutine_bound) x1
+ fun x1 -> (test_nil_goroutine_bound ()) x1
 
 (* "test.nil_sync", a sync function in Go. *)
-let test_nil_sync_bound = lazy (I.bind_sync "test.nil_sync" T.unit T.int64)
+let test_nil_sync_bound = bound_once (fun () -> I.bind_sync "test.nil_sync" T.unit T.int64)
 let test_nil_sync : unit -> int64 =
- fun x1 -> (Lazy.force test_nil_sync_bound) x1
+ fun x1 -> (test_nil_sync_bound ()) x1
 
 (* "test.nil_task", a task function in Go. *)
-let test_nil_task_bound = lazy (I.bind "test.nil_task" T.unit T.int64)
+let test_nil_task_bound = bound_once (fun () -> I.bind "test.nil_task" T.unit T.int64)
 let test_nil_task : unit -> int64 Lwt.t =
- fun x1 -> (Lazy.force test_nil_task_bound) x1
+ fun x1 -> (test_nil_task_bound ()) x1
 
 (* "test.nil_value", a sync function in Go. *)
-let test_nil_value_bound = lazy (I.bind_sync "test.nil_value" T.unit T.opaque)
+let test_nil_value_bound = bound_once (fun () -> I.bind_sync "test.nil_value" T.unit T.opaque)
 let test_nil_value : unit -> I.Opaque.t =
- fun x1 -> (Lazy.force test_nil_value_bound) x1
+ fun x1 -> (test_nil_value_bound ()) x1
 
 (* "test.ocaml_reverses", a task function in Go. *)
-let test_ocaml_reverses_bound = lazy (I.bind "test.ocaml_reverses" (T.func (T.list (T.pair (T.option T.int64) T.string)) (T.list (T.pair (T.option T.int64) T.string))) T.string)
+let test_ocaml_reverses_bound = bound_once (fun () -> I.bind "test.ocaml_reverses" (T.func (T.list (T.pair (T.option T.int64) T.string)) (T.list (T.pair (T.option T.int64) T.string))) T.string)
 let test_ocaml_reverses : ((int64 option * string) list -> (int64 option * string) list Lwt.t) -> string Lwt.t =
- fun x1 -> (Lazy.force test_ocaml_reverses_bound) x1
+ fun x1 -> (test_ocaml_reverses_bound ()) x1
 
 (* "test.on_loop", a goroutine function in Go. *)
-let test_on_loop_bound = lazy (I.bind "test.on_loop" T.unit T.string)
+let test_on_loop_bound = bound_once (fun () -> I.bind "test.on_loop" T.unit T.string)
 let test_on_loop : unit -> string Lwt.t =
- fun x1 -> (Lazy.force test_on_loop_bound) x1
+ fun x1 -> (test_on_loop_bound ()) x1
 
 (* "test.outcomes_goroutine", a goroutine function in Go. *)
-let test_outcomes_goroutine_bound = lazy (I.bind "test.outcomes_goroutine" (T.func T.int64 T.int64) T.string)
+let test_outcomes_goroutine_bound = bound_once (fun () -> I.bind "test.outcomes_goroutine" (T.func T.int64 T.int64) T.string)
 let test_outcomes_goroutine : (int64 -> int64 Lwt.t) -> string Lwt.t =
- fun x1 -> (Lazy.force test_outcomes_goroutine_bound) x1
+ fun x1 -> (test_outcomes_goroutine_bound ()) x1
 
 (* "test.outcomes_resumed", a task function in Go. *)
-let test_outcomes_resumed_bound = lazy (I.bind "test.outcomes_resumed" (T.func T.int64 T.int64) T.string)
+let test_outcomes_resumed_bound = bound_once (fun () -> I.bind "test.outcomes_resumed" (T.func T.int64 T.int64) T.string)
 let test_outcomes_resumed : (int64 -> int64 Lwt.t) -> string Lwt.t =
- fun x1 -> (Lazy.force test_outcomes_resumed_bound) x1
+ fun x1 -> (test_outcomes_resumed_bound ()) x1
 
 (* "test.outcomes_task", a task function in Go. *)
-let test_outcomes_task_bound = lazy (I.bind "test.outcomes_task" (T.func T.int64 T.int64) T.string)
+let test_outcomes_task_bound = bound_once (fun () -> I.bind "test.outcomes_task" (T.func T.int64 T.int64) T.string)
 let test_outcomes_task : (int64 -> int64 Lwt.t) -> string Lwt.t =
- fun x1 -> (Lazy.force test_outcomes_task_bound) x1
+ fun x1 -> (test_outcomes_task_bound ()) x1
 
 (* "test.panic_goroutine", a goroutine function in Go. *)
-let test_panic_goroutine_bound = lazy (I.bind "test.panic_goroutine" T.string T.int64)
+let test_panic_goroutine_bound = bound_once (fun () -> I.bind "test.panic_goroutine" T.string T.int64)
 let test_panic_goroutine : string -> int64 Lwt.t =
- fun x1 -> (Lazy.force test_panic_goroutine_bound) x1
+ fun x1 -> (test_panic_goroutine_bound ()) x1
 
 (* "test.panic_sync", a sync function in Go. *)
-let test_panic_sync_bound = lazy (I.bind_sync "test.panic_sync" T.string T.int64)
+let test_panic_sync_bound = bound_once (fun () -> I.bind_sync "test.panic_sync" T.string T.int64)
 let test_panic_sync : string -> int64 =
- fun x1 -> (Lazy.force test_panic_sync_bound) x1
+ fun x1 -> (test_panic_sync_bound ()) x1
 
 (* "test.panic_task", a task function in Go. *)
-let test_panic_task_bound = lazy (I.bind "test.panic_task" T.string T.int64)
+let test_panic_task_bound = bound_once (fun () -> I.bind "test.panic_task" T.string T.int64)
 let test_panic_task : string -> int64 Lwt.t =
- fun x1 -> (Lazy.force test_panic_task_bound) x1
+ fun x1 -> (test_panic_task_bound ()) x1
 
 (* "test.reenter", a sync function in Go. *)
-let test_reenter_bound = lazy (I.bind_sync "test.reenter" T.int64 T.int64)
+let test_reenter_bound = bound_once (fun () -> I.bind_sync "test.reenter" T.int64 T.int64)
 let test_reenter : int64 -> int64 =
- fun x1 -> (Lazy.force test_reenter_bound) x1
+ fun x1 -> (test_reenter_bound ()) x1
 
 (* "test.release_kept", a sync function in Go. *)
-let test_release_kept_bound = lazy (I.bind_sync "test.release_kept" T.unit T.unit)
+let test_release_kept_bound = bound_once (fun () -> I.bind_sync "test.release_kept" T.unit T.unit)
 let test_release_kept : unit -> unit =
- fun x1 -> (Lazy.force test_release_kept_bound) x1
+ fun x1 -> (test_release_kept_bound ()) x1
 
 (* "test.resumed_together", a task function in Go. *)
-let test_resumed_together_bound = lazy (I.bind "test.resumed_together" (T.func T.string T.string) T.string)
+let test_resumed_together_bound = bound_once (fun () -> I.bind "test.resumed_together" (T.func T.string T.string) T.string)
 let test_resumed_together : (string -> string Lwt.t) -> string Lwt.t =
- fun x1 -> (Lazy.force test_resumed_together_bound) x1
+ fun x1 -> (test_resumed_together_bound ()) x1
 
 (* "test.resumed_together_release", a task function in Go. *)
-let test_resumed_together_release_bound = lazy (I.bind "test.resumed_together_release" (T.func T.string T.string) T.string)
+let test_resumed_together_release_bound = bound_once (fun () -> I.bind "test.resumed_together_release" (T.func T.string T.string) T.string)
 let test_resumed_together_release : (string -> string Lwt.t) -> string Lwt.t =
- fun x1 -> (Lazy.force test_resumed_together_release_bound) x1
+ fun x1 -> (test_resumed_together_release_bound ()) x1
 
 (* "test.retry_forever", a task function in Go. *)
-let test_retry_forever_bound = lazy (I.bind "test.retry_forever" (T.func T.unit T.unit) T.unit)
+let test_retry_forever_bound = bound_once (fun () -> I.bind "test.retry_forever" (T.func T.unit T.unit) T.unit)
 let test_retry_forever : (unit -> unit Lwt.t) -> unit Lwt.t =
- fun x1 -> (Lazy.force test_retry_forever_bound) x1
+ fun x1 -> (test_retry_forever_bound ()) x1
 
 (* "test.retry_forever_await", a task function in Go. *)
-let test_retry_forever_await_bound = lazy (I.bind "test.retry_forever_await" (T.func T.unit T.unit) T.unit)
+let test_retry_forever_await_bound = bound_once (fun () -> I.bind "test.retry_forever_await" (T.func T.unit T.unit) T.unit)
 let test_retry_forever_await : (unit -> unit Lwt.t) -> unit Lwt.t =
- fun x1 -> (Lazy.force test_retry_forever_await_bound) x1
+ fun x1 -> (test_retry_forever_await_bound ()) x1
 
 (* "test.shutdown_in_nested_resumed_call", a task function in Go. *)
-let test_shutdown_in_nested_resumed_call_bound = lazy (I.bind "test.shutdown_in_nested_resumed_call" (T.func T.string T.string) T.string)
+let test_shutdown_in_nested_resumed_call_bound = bound_once (fun () -> I.bind "test.shutdown_in_nested_resumed_call" (T.func T.string T.string) T.string)
 let test_shutdown_in_nested_resumed_call : (string -> string Lwt.t) -> string Lwt.t =
- fun x1 -> (Lazy.force test_shutdown_in_nested_resumed_call_bound) x1
+ fun x1 -> (test_shutdown_in_nested_resumed_call_bound ()) x1
 
 (* "test.shutdown_in_resumed_call", a task function in Go. *)
-let test_shutdown_in_resumed_call_bound = lazy (I.bind "test.shutdown_in_resumed_call" (T.func T.string T.string) T.string)
+let test_shutdown_in_resumed_call_bound = bound_once (fun () -> I.bind "test.shutdown_in_resumed_call" (T.func T.string T.string) T.string)
 let test_shutdown_in_resumed_call : (string -> string Lwt.t) -> string Lwt.t =
- fun x1 -> (Lazy.force test_shutdown_in_resumed_call_bound) x1
+ fun x1 -> (test_shutdown_in_resumed_call_bound ()) x1
 
 (* "test.shutdown_on_loop", a sync function in Go. *)
-let test_shutdown_on_loop_bound = lazy (I.bind_sync "test.shutdown_on_loop" T.unit T.string)
+let test_shutdown_on_loop_bound = bound_once (fun () -> I.bind_sync "test.shutdown_on_loop" T.unit T.string)
 let test_shutdown_on_loop : unit -> string =
- fun x1 -> (Lazy.force test_shutdown_on_loop_bound) x1
+ fun x1 -> (test_shutdown_on_loop_bound ()) x1
 
 (* "test.shutdown_self", a goroutine function in Go. *)
-let test_shutdown_self_bound = lazy (I.bind "test.shutdown_self" T.unit T.unit)
+let test_shutdown_self_bound = bound_once (fun () -> I.bind "test.shutdown_self" T.unit T.unit)
 let test_shutdown_self : unit -> unit Lwt.t =
- fun x1 -> (Lazy.force test_shutdown_self_bound) x1
+ fun x1 -> (test_shutdown_self_bound ()) x1
 
 (* "test.slow_to_stop", a goroutine function in Go. *)
-let test_slow_to_stop_bound = lazy (I.bind "test.slow_to_stop" T.unit T.string)
+let test_slow_to_stop_bound = bound_once (fun () -> I.bind "test.slow_to_stop" T.unit T.string)
 let test_slow_to_stop : unit -> string Lwt.t =
- fun x1 -> (Lazy.force test_slow_to_stop_bound) x1
+ fun x1 -> (test_slow_to_stop_bound ()) x1
 
 (* "test.stats", a sync function in Go. *)
-let test_stats_bound = lazy (I.bind_sync "test.stats" T.unit T.string)
+let test_stats_bound = bound_once (fun () -> I.bind_sync "test.stats" T.unit T.string)
 let test_stats : unit -> string =
- fun x1 -> (Lazy.force test_stats_bound) x1
+ fun x1 -> (test_stats_bound ()) x1
 
 (* "test.string_handle", a sync function in Go. *)
-let test_string_handle_bound = lazy (I.bind_sync "test.string_handle" T.handle T.string)
+let test_string_handle_bound = bound_once (fun () -> I.bind_sync "test.string_handle" T.handle T.string)
 let test_string_handle : go_value I.handle -> string =
- fun x1 -> (Lazy.force test_string_handle_bound) x1
+ fun x1 -> (test_string_handle_bound ()) x1
 
 (* "test.sync_result_vs_tasks", a sync function in Go. *)
-let test_sync_result_vs_tasks_bound = lazy (I.bind_sync "test.sync_result_vs_tasks" T.int64 T.string)
+let test_sync_result_vs_tasks_bound = bound_once (fun () -> I.bind_sync "test.sync_result_vs_tasks" T.int64 T.string)
 let test_sync_result_vs_tasks : int64 -> string =
- fun x1 -> (Lazy.force test_sync_result_vs_tasks_bound) x1
+ fun x1 -> (test_sync_result_vs_tasks_bound ()) x1
 
 (* "test.task_await_own", a task function in Go. *)
-let test_task_await_own_bound = lazy (I.bind "test.task_await_own" (T.func T.unit T.unit) T.unit)
+let test_task_await_own_bound = bound_once (fun () -> I.bind "test.task_await_own" (T.func T.unit T.unit) T.unit)
 let test_task_await_own : (unit -> unit Lwt.t) -> unit Lwt.t =
- fun x1 -> (Lazy.force test_task_await_own_bound) x1
+ fun x1 -> (test_task_await_own_bound ()) x1
 
 (* "test.task_await_timeout", a task function in Go. *)
-let test_task_await_timeout_bound = lazy (I.bind "test.task_await_timeout" (T.func T.unit T.unit) T.string)
+let test_task_await_timeout_bound = bound_once (fun () -> I.bind "test.task_await_timeout" (T.func T.unit T.unit) T.string)
 let test_task_await_timeout : (unit -> unit Lwt.t) -> string Lwt.t =
- fun x1 -> (Lazy.force test_task_await_timeout_bound) x1
+ fun x1 -> (test_task_await_timeout_bound ()) x1
 
 (* "test.too_big_in_list", a sync function in Go. *)
-let test_too_big_in_list_bound = lazy (I.bind_sync "test.too_big_in_list" T.unit (T.list T.int64))
+let test_too_big_in_list_bound = bound_once (fun () -> I.bind_sync "test.too_big_in_list" T.unit (T.list T.int64))
 let test_too_big_in_list : unit -> int64 list =
- fun x1 -> (Lazy.force test_too_big_in_list_bound) x1
+ fun x1 -> (test_too_big_in_list_bound ()) x1
 
 (* "test.two_shutdowns", a sync function in Go. *)
-let test_two_shutdowns_bound = lazy (I.bind_sync "test.two_shutdowns" T.unit T.unit)
+let test_two_shutdowns_bound = bound_once (fun () -> I.bind_sync "test.two_shutdowns" T.unit T.unit)
 let test_two_shutdowns : unit -> unit =
- fun x1 -> (Lazy.force test_two_shutdowns_bound) x1
+ fun x1 -> (test_two_shutdowns_bound ()) x1
 
 (* "test.wait_cancel", a goroutine function in Go. *)
-let test_wait_cancel_bound = lazy (I.bind "test.wait_cancel" T.unit T.unit)
+let test_wait_cancel_bound = bound_once (fun () -> I.bind "test.wait_cancel" T.unit T.unit)
 let test_wait_cancel : unit -> unit Lwt.t =
- fun x1 -> (Lazy.force test_wait_cancel_bound) x1
+ fun x1 -> (test_wait_cancel_bound ()) x1
 
 (* "types.describe_user", a sync function in Go. *)
-let types_describe_user_bound = lazy (I.bind_sync "types.describe_user" user_ty T.string)
+let types_describe_user_bound = bound_once (fun () -> I.bind_sync "types.describe_user" user_ty T.string)
 let types_describe_user : user -> string =
- fun x1 -> (Lazy.force types_describe_user_bound) x1
+ fun x1 -> (types_describe_user_bound ()) x1
 
 (* "types.echo_char", a sync function in Go. *)
-let types_echo_char_bound = lazy (I.bind_sync "types.echo_char" T.char T.char)
+let types_echo_char_bound = bound_once (fun () -> I.bind_sync "types.echo_char" T.char T.char)
 let types_echo_char : char -> char =
- fun x1 -> (Lazy.force types_echo_char_bound) x1
+ fun x1 -> (types_echo_char_bound ()) x1
 
 (* "types.echo_deep", a sync function in Go. *)
-let types_echo_deep_bound = lazy (I.bind_sync "types.echo_deep" (T.list (T.list (T.list (T.list (T.list (T.list (T.list (T.list T.int64)))))))) (T.list (T.list (T.list (T.list (T.list (T.list (T.list (T.list T.int64)))))))))
+let types_echo_deep_bound = bound_once (fun () -> I.bind_sync "types.echo_deep" (T.list (T.list (T.list (T.list (T.list (T.list (T.list (T.list T.int64)))))))) (T.list (T.list (T.list (T.list (T.list (T.list (T.list (T.list T.int64)))))))))
 let types_echo_deep : int64 list list list list list list list list -> int64 list list list list list list list list =
- fun x1 -> (Lazy.force types_echo_deep_bound) x1
+ fun x1 -> (types_echo_deep_bound ()) x1
 
 (* "types.echo_id", a sync function in Go. *)
-let types_echo_id_bound = lazy (I.bind_sync "types.echo_id" T.int64 T.int64)
+let types_echo_id_bound = bound_once (fun () -> I.bind_sync "types.echo_id" T.int64 T.int64)
 let types_echo_id : int64 -> int64 =
- fun x1 -> (Lazy.force types_echo_id_bound) x1
+ fun x1 -> (types_echo_id_bound ()) x1
 
 (* "types.echo_options", a sync function in Go. *)
-let types_echo_options_bound = lazy (I.bind_sync "types.echo_options" (T.option (T.option T.int64)) (T.option (T.option T.int64)))
+let types_echo_options_bound = bound_once (fun () -> I.bind_sync "types.echo_options" (T.option (T.option T.int64)) (T.option (T.option T.int64)))
 let types_echo_options : int64 option option -> int64 option option =
- fun x1 -> (Lazy.force types_echo_options_bound) x1
+ fun x1 -> (types_echo_options_bound ()) x1
 
 (* "types.echo_results", a sync function in Go. *)
-let types_echo_results_bound = lazy (I.bind_sync "types.echo_results" (T.list (T.result (T.option T.string) (T.list shape_ty))) (T.list (T.result (T.option T.string) (T.list shape_ty))))
+let types_echo_results_bound = bound_once (fun () -> I.bind_sync "types.echo_results" (T.list (T.result (T.option T.string) (T.list shape_ty))) (T.list (T.result (T.option T.string) (T.list shape_ty))))
 let types_echo_results : (string option, shape list) result list -> (string option, shape list) result list =
- fun x1 -> (Lazy.force types_echo_results_bound) x1
+ fun x1 -> (types_echo_results_bound ()) x1
 
 (* "types.echo_scalars", a sync function in Go. *)
-let types_echo_scalars_bound = lazy (I.bind_sync "types.echo_scalars" (T.tuple4 T.int32 T.int64 T.char (T.list T.float)) (T.tuple4 T.int32 T.int64 T.char (T.list T.float)))
+let types_echo_scalars_bound = bound_once (fun () -> I.bind_sync "types.echo_scalars" (T.tuple4 T.int32 T.int64 T.char (T.list T.float)) (T.tuple4 T.int32 T.int64 T.char (T.list T.float)))
 let types_echo_scalars : (int32 * int64 * char * float list) -> (int32 * int64 * char * float list) =
- fun x1 -> (Lazy.force types_echo_scalars_bound) x1
+ fun x1 -> (types_echo_scalars_bound ()) x1
 
 (* "types.echo_shape", a sync function in Go. *)
-let types_echo_shape_bound = lazy (I.bind_sync "types.echo_shape" shape_ty shape_ty)
+let types_echo_shape_bound = bound_once (fun () -> I.bind_sync "types.echo_shape" shape_ty shape_ty)
 let types_echo_shape : shape -> shape =
- fun x1 -> (Lazy.force types_echo_shape_bound) x1
+ fun x1 -> (types_echo_shape_bound ()) x1
 
 (* "types.echo_shape_async", a goroutine function in Go. *)
-let types_echo_shape_async_bound = lazy (I.bind "types.echo_shape_async" shape_ty shape_ty)
+let types_echo_shape_async_bound = bound_once (fun () -> I.bind "types.echo_shape_async" shape_ty shape_ty)
 let types_echo_shape_async : shape -> shape Lwt.t =
- fun x1 -> (Lazy.force types_echo_shape_async_bound) x1
+ fun x1 -> (types_echo_shape_async_bound ()) x1
 
 (* "types.echo_user", a sync function in Go. *)
-let types_echo_user_bound = lazy (I.bind_sync "types.echo_user" user_ty user_ty)
+let types_echo_user_bound = bound_once (fun () -> I.bind_sync "types.echo_user" user_ty user_ty)
 let types_echo_user : user -> user =
- fun x1 -> (Lazy.force types_echo_user_bound) x1
+ fun x1 -> (types_echo_user_bound ()) x1
 
 (* "types.echo_users", a goroutine function in Go. *)
-let types_echo_users_bound = lazy (I.bind "types.echo_users" (T.list user_ty) (T.list user_ty))
+let types_echo_users_bound = bound_once (fun () -> I.bind "types.echo_users" (T.list user_ty) (T.list user_ty))
 let types_echo_users : user list -> user list Lwt.t =
- fun x1 -> (Lazy.force types_echo_users_bound) x1
+ fun x1 -> (types_echo_users_bound ()) x1
 
 (* "types.make_user", a sync function in Go. *)
-let types_make_user_bound = lazy (I.bind_sync "types.make_user" T.unit user_ty)
+let types_make_user_bound = bound_once (fun () -> I.bind_sync "types.make_user" T.unit user_ty)
 let types_make_user : unit -> user =
- fun x1 -> (Lazy.force types_make_user_bound) x1
+ fun x1 -> (types_make_user_bound ()) x1
 
 (* "types.ocaml_echoes", a task function in Go. *)
-let types_ocaml_echoes_bound = lazy (I.bind "types.ocaml_echoes" T.unit T.string)
+let types_ocaml_echoes_bound = bound_once (fun () -> I.bind "types.ocaml_echoes" T.unit T.string)
 let types_ocaml_echoes : unit -> string Lwt.t =
- fun x1 -> (Lazy.force types_ocaml_echoes_bound) x1
+ fun x1 -> (types_ocaml_echoes_bound ()) x1
 
 (* Binds every function above now: Invalid_argument, naming both sides, if
    the Go package changed since this file was written. *)
 let bind_all () =
-  Stdlib.ignore (Lazy.force args_apply_bound);
-  Stdlib.ignore (Lazy.force args_call_ocaml_bound);
-  Stdlib.ignore (Lazy.force args_describe_bound);
-  Stdlib.ignore (Lazy.force args_join_bound);
-  Stdlib.ignore (Lazy.force args_sum_bound);
-  Stdlib.ignore (Lazy.force callbacks_adder_bound);
-  Stdlib.ignore (Lazy.force callbacks_apply_sync_bound);
-  Stdlib.ignore (Lazy.force callbacks_hand_over_bound);
-  Stdlib.ignore (Lazy.force callbacks_waiter_bound);
-  Stdlib.ignore (Lazy.force cases_big_argument_bound);
-  Stdlib.ignore (Lazy.force cases_big_bytes_bound);
-  Stdlib.ignore (Lazy.force cases_big_error_bound);
-  Stdlib.ignore (Lazy.force cases_big_handle_bound);
-  Stdlib.ignore (Lazy.force cases_big_in_list_bound);
-  Stdlib.ignore (Lazy.force cases_big_string_bound);
-  Stdlib.ignore (Lazy.force cases_call_goroutine_bound);
-  Stdlib.ignore (Lazy.force cases_call_kind_bound);
-  Stdlib.ignore (Lazy.force cases_call_sync_bound);
-  Stdlib.ignore (Lazy.force cases_call_task_bound);
-  Stdlib.ignore (Lazy.force cases_cap_address_space_bound);
-  Stdlib.ignore (Lazy.force cases_deadlines_bound);
-  Stdlib.ignore (Lazy.force cases_go_chain_bound);
-  Stdlib.ignore (Lazy.force cases_goexit_goroutine_bound);
-  Stdlib.ignore (Lazy.force cases_goexit_sync_bound);
-  Stdlib.ignore (Lazy.force cases_goexit_task_bound);
-  Stdlib.ignore (Lazy.force cases_notified_bound);
-  Stdlib.ignore (Lazy.force cases_notify_bound);
-  Stdlib.ignore (Lazy.force cases_prepare_big_bound);
-  Stdlib.ignore (Lazy.force cases_reset_bound);
-  Stdlib.ignore (Lazy.force cases_set_timer_slack_bound);
-  Stdlib.ignore (Lazy.force cases_stop_bound);
-  Stdlib.ignore (Lazy.force cases_timer_slack_bound);
-  Stdlib.ignore (Lazy.force cases_wait_cancel_bound);
-  Stdlib.ignore (Lazy.force cases_write_closed_pipe_bound);
-  Stdlib.ignore (Lazy.force errors_canceled_bound);
-  Stdlib.ignore (Lazy.force errors_classify_bound);
-  Stdlib.ignore (Lazy.force errors_not_found_bound);
-  Stdlib.ignore (Lazy.force errors_open_bound);
-  Stdlib.ignore (Lazy.force errors_pass_through_bound);
-  Stdlib.ignore (Lazy.force promises_await_bound);
-  Stdlib.ignore (Lazy.force promises_cancel_bound);
-  Stdlib.ignore (Lazy.force promises_failed_bound);
-  Stdlib.ignore (Lazy.force promises_later_bound);
-  Stdlib.ignore (Lazy.force promises_of_call_bound);
-  Stdlib.ignore (Lazy.force rel_add1_bound);
-  Stdlib.ignore (Lazy.force rel_call_loop_bound);
-  Stdlib.ignore (Lazy.force rel_chaos_bound);
-  Stdlib.ignore (Lazy.force rel_chaos_goroutine_bound);
-  Stdlib.ignore (Lazy.force rel_chaos_sync_bound);
-  Stdlib.ignore (Lazy.force rel_chaos_task_bound);
-  Stdlib.ignore (Lazy.force rel_gc_check_bound);
-  Stdlib.ignore (Lazy.force rel_gc_value_bound);
-  Stdlib.ignore (Lazy.force rel_goroutines_bound);
-  Stdlib.ignore (Lazy.force rel_load_bound);
-  Stdlib.ignore (Lazy.force rel_task_add1_bound);
-  Stdlib.ignore (Lazy.force seed_goroutine_bound);
-  Stdlib.ignore (Lazy.force seed_task_bound);
-  Stdlib.ignore (Lazy.force streams_blocked_bound);
-  Stdlib.ignore (Lazy.force streams_failing_bound);
-  Stdlib.ignore (Lazy.force streams_identity_bound);
-  Stdlib.ignore (Lazy.force streams_ints_bound);
-  Stdlib.ignore (Lazy.force streams_late_bound);
-  Stdlib.ignore (Lazy.force streams_once_bound);
-  Stdlib.ignore (Lazy.force streams_overflow_bound);
-  Stdlib.ignore (Lazy.force streams_panicking_bound);
-  Stdlib.ignore (Lazy.force streams_producer_bound);
-  Stdlib.ignore (Lazy.force streams_read_all_bound);
-  Stdlib.ignore (Lazy.force streams_recv_sync_bound);
-  Stdlib.ignore (Lazy.force streams_rename_bound);
-  Stdlib.ignore (Lazy.force streams_sum_bound);
-  Stdlib.ignore (Lazy.force streams_sum_task_bound);
-  Stdlib.ignore (Lazy.force streams_take_bound);
-  Stdlib.ignore (Lazy.force test_add1_bound);
-  Stdlib.ignore (Lazy.force test_await_forever_bound);
-  Stdlib.ignore (Lazy.force test_block_bound);
-  Stdlib.ignore (Lazy.force test_bump_bound);
-  Stdlib.ignore (Lazy.force test_call_twice_bound);
-  Stdlib.ignore (Lazy.force test_cancel_settles_another_bound);
-  Stdlib.ignore (Lazy.force test_cancelled_bound);
-  Stdlib.ignore (Lazy.force test_describe_bound);
-  Stdlib.ignore (Lazy.force test_echo_bound);
-  Stdlib.ignore (Lazy.force test_echo_bytes_bound);
-  Stdlib.ignore (Lazy.force test_echo_nested_bound);
-  Stdlib.ignore (Lazy.force test_fail_bound);
-  Stdlib.ignore (Lazy.force test_give_back_bound);
-  Stdlib.ignore (Lazy.force test_go_shutdown_bound);
-  Stdlib.ignore (Lazy.force test_goroutine_await_timeout_bound);
-  Stdlib.ignore (Lazy.force test_keep_bound);
-  Stdlib.ignore (Lazy.force test_last_err_bound);
-  Stdlib.ignore (Lazy.force test_look_up_bound);
-  Stdlib.ignore (Lazy.force test_named_goroutine_bound);
-  Stdlib.ignore (Lazy.force test_named_sync_bound);
-  Stdlib.ignore (Lazy.force test_named_task_bound);
-  Stdlib.ignore (Lazy.force test_never_stops_bound);
-  Stdlib.ignore (Lazy.force test_new_counter_bound);
-  Stdlib.ignore (Lazy.force test_nil_goroutine_bound);
-  Stdlib.ignore (Lazy.force test_nil_sync_bound);
-  Stdlib.ignore (Lazy.force test_nil_task_bound);
-  Stdlib.ignore (Lazy.force test_nil_value_bound);
-  Stdlib.ignore (Lazy.force test_ocaml_reverses_bound);
-  Stdlib.ignore (Lazy.force test_on_loop_bound);
-  Stdlib.ignore (Lazy.force test_outcomes_goroutine_bound);
-  Stdlib.ignore (Lazy.force test_outcomes_resumed_bound);
-  Stdlib.ignore (Lazy.force test_outcomes_task_bound);
-  Stdlib.ignore (Lazy.force test_panic_goroutine_bound);
-  Stdlib.ignore (Lazy.force test_panic_sync_bound);
-  Stdlib.ignore (Lazy.force test_panic_task_bound);
-  Stdlib.ignore (Lazy.force test_reenter_bound);
-  Stdlib.ignore (Lazy.force test_release_kept_bound);
-  Stdlib.ignore (Lazy.force test_resumed_together_bound);
-  Stdlib.ignore (Lazy.force test_resumed_together_release_bound);
-  Stdlib.ignore (Lazy.force test_retry_forever_bound);
-  Stdlib.ignore (Lazy.force test_retry_forever_await_bound);
-  Stdlib.ignore (Lazy.force test_shutdown_in_nested_resumed_call_bound);
-  Stdlib.ignore (Lazy.force test_shutdown_in_resumed_call_bound);
-  Stdlib.ignore (Lazy.force test_shutdown_on_loop_bound);
-  Stdlib.ignore (Lazy.force test_shutdown_self_bound);
-  Stdlib.ignore (Lazy.force test_slow_to_stop_bound);
-  Stdlib.ignore (Lazy.force test_stats_bound);
-  Stdlib.ignore (Lazy.force test_string_handle_bound);
-  Stdlib.ignore (Lazy.force test_sync_result_vs_tasks_bound);
-  Stdlib.ignore (Lazy.force test_task_await_own_bound);
-  Stdlib.ignore (Lazy.force test_task_await_timeout_bound);
-  Stdlib.ignore (Lazy.force test_too_big_in_list_bound);
-  Stdlib.ignore (Lazy.force test_two_shutdowns_bound);
-  Stdlib.ignore (Lazy.force test_wait_cancel_bound);
-  Stdlib.ignore (Lazy.force types_describe_user_bound);
-  Stdlib.ignore (Lazy.force types_echo_char_bound);
-  Stdlib.ignore (Lazy.force types_echo_deep_bound);
-  Stdlib.ignore (Lazy.force types_echo_id_bound);
-  Stdlib.ignore (Lazy.force types_echo_options_bound);
-  Stdlib.ignore (Lazy.force types_echo_results_bound);
-  Stdlib.ignore (Lazy.force types_echo_scalars_bound);
-  Stdlib.ignore (Lazy.force types_echo_shape_bound);
-  Stdlib.ignore (Lazy.force types_echo_shape_async_bound);
-  Stdlib.ignore (Lazy.force types_echo_user_bound);
-  Stdlib.ignore (Lazy.force types_echo_users_bound);
-  Stdlib.ignore (Lazy.force types_make_user_bound);
-  Stdlib.ignore (Lazy.force types_ocaml_echoes_bound);
+  Stdlib.ignore (args_apply_bound ());
+  Stdlib.ignore (args_call_ocaml_bound ());
+  Stdlib.ignore (args_describe_bound ());
+  Stdlib.ignore (args_join_bound ());
+  Stdlib.ignore (args_sum_bound ());
+  Stdlib.ignore (callbacks_adder_bound ());
+  Stdlib.ignore (callbacks_apply_sync_bound ());
+  Stdlib.ignore (callbacks_hand_over_bound ());
+  Stdlib.ignore (callbacks_waiter_bound ());
+  Stdlib.ignore (cases_big_argument_bound ());
+  Stdlib.ignore (cases_big_bytes_bound ());
+  Stdlib.ignore (cases_big_error_bound ());
+  Stdlib.ignore (cases_big_handle_bound ());
+  Stdlib.ignore (cases_big_in_list_bound ());
+  Stdlib.ignore (cases_big_string_bound ());
+  Stdlib.ignore (cases_call_goroutine_bound ());
+  Stdlib.ignore (cases_call_kind_bound ());
+  Stdlib.ignore (cases_call_sync_bound ());
+  Stdlib.ignore (cases_call_task_bound ());
+  Stdlib.ignore (cases_cap_address_space_bound ());
+  Stdlib.ignore (cases_deadlines_bound ());
+  Stdlib.ignore (cases_go_chain_bound ());
+  Stdlib.ignore (cases_goexit_goroutine_bound ());
+  Stdlib.ignore (cases_goexit_sync_bound ());
+  Stdlib.ignore (cases_goexit_task_bound ());
+  Stdlib.ignore (cases_notified_bound ());
+  Stdlib.ignore (cases_notify_bound ());
+  Stdlib.ignore (cases_prepare_big_bound ());
+  Stdlib.ignore (cases_reset_bound ());
+  Stdlib.ignore (cases_set_timer_slack_bound ());
+  Stdlib.ignore (cases_stop_bound ());
+  Stdlib.ignore (cases_timer_slack_bound ());
+  Stdlib.ignore (cases_wait_cancel_bound ());
+  Stdlib.ignore (cases_write_closed_pipe_bound ());
+  Stdlib.ignore (errors_canceled_bound ());
+  Stdlib.ignore (errors_classify_bound ());
+  Stdlib.ignore (errors_not_found_bound ());
+  Stdlib.ignore (errors_open_bound ());
+  Stdlib.ignore (errors_pass_through_bound ());
+  Stdlib.ignore (promises_await_bound ());
+  Stdlib.ignore (promises_cancel_bound ());
+  Stdlib.ignore (promises_failed_bound ());
+  Stdlib.ignore (promises_later_bound ());
+  Stdlib.ignore (promises_of_call_bound ());
+  Stdlib.ignore (rel_add1_bound ());
+  Stdlib.ignore (rel_call_loop_bound ());
+  Stdlib.ignore (rel_chaos_bound ());
+  Stdlib.ignore (rel_chaos_goroutine_bound ());
+  Stdlib.ignore (rel_chaos_sync_bound ());
+  Stdlib.ignore (rel_chaos_task_bound ());
+  Stdlib.ignore (rel_gc_check_bound ());
+  Stdlib.ignore (rel_gc_value_bound ());
+  Stdlib.ignore (rel_goroutines_bound ());
+  Stdlib.ignore (rel_load_bound ());
+  Stdlib.ignore (rel_task_add1_bound ());
+  Stdlib.ignore (seed_goroutine_bound ());
+  Stdlib.ignore (seed_task_bound ());
+  Stdlib.ignore (streams_blocked_bound ());
+  Stdlib.ignore (streams_failing_bound ());
+  Stdlib.ignore (streams_identity_bound ());
+  Stdlib.ignore (streams_ints_bound ());
+  Stdlib.ignore (streams_late_bound ());
+  Stdlib.ignore (streams_once_bound ());
+  Stdlib.ignore (streams_overflow_bound ());
+  Stdlib.ignore (streams_panicking_bound ());
+  Stdlib.ignore (streams_producer_bound ());
+  Stdlib.ignore (streams_read_all_bound ());
+  Stdlib.ignore (streams_recv_sync_bound ());
+  Stdlib.ignore (streams_rename_bound ());
+  Stdlib.ignore (streams_sum_bound ());
+  Stdlib.ignore (streams_sum_task_bound ());
+  Stdlib.ignore (streams_take_bound ());
+  Stdlib.ignore (test_add1_bound ());
+  Stdlib.ignore (test_await_forever_bound ());
+  Stdlib.ignore (test_block_bound ());
+  Stdlib.ignore (test_bump_bound ());
+  Stdlib.ignore (test_call_twice_bound ());
+  Stdlib.ignore (test_cancel_settles_another_bound ());
+  Stdlib.ignore (test_cancelled_bound ());
+  Stdlib.ignore (test_describe_bound ());
+  Stdlib.ignore (test_echo_bound ());
+  Stdlib.ignore (test_echo_bytes_bound ());
+  Stdlib.ignore (test_echo_nested_bound ());
+  Stdlib.ignore (test_fail_bound ());
+  Stdlib.ignore (test_give_back_bound ());
+  Stdlib.ignore (test_go_shutdown_bound ());
+  Stdlib.ignore (test_goroutine_await_timeout_bound ());
+  Stdlib.ignore (test_keep_bound ());
+  Stdlib.ignore (test_last_err_bound ());
+  Stdlib.ignore (test_look_up_bound ());
+  Stdlib.ignore (test_named_goroutine_bound ());
+  Stdlib.ignore (test_named_sync_bound ());
+  Stdlib.ignore (test_named_task_bound ());
+  Stdlib.ignore (test_never_stops_bound ());
+  Stdlib.ignore (test_new_counter_bound ());
+  Stdlib.ignore (test_nil_goroutine_bound ());
+  Stdlib.ignore (test_nil_sync_bound ());
+  Stdlib.ignore (test_nil_task_bound ());
+  Stdlib.ignore (test_nil_value_bound ());
+  Stdlib.ignore (test_ocaml_reverses_bound ());
+  Stdlib.ignore (test_on_loop_bound ());
+  Stdlib.ignore (test_outcomes_goroutine_bound ());
+  Stdlib.ignore (test_outcomes_resumed_bound ());
+  Stdlib.ignore (test_outcomes_task_bound ());
+  Stdlib.ignore (test_panic_goroutine_bound ());
+  Stdlib.ignore (test_panic_sync_bound ());
+  Stdlib.ignore (test_panic_task_bound ());
+  Stdlib.ignore (test_reenter_bound ());
+  Stdlib.ignore (test_release_kept_bound ());
+  Stdlib.ignore (test_resumed_together_bound ());
+  Stdlib.ignore (test_resumed_together_release_bound ());
+  Stdlib.ignore (test_retry_forever_bound ());
+  Stdlib.ignore (test_retry_forever_await_bound ());
+  Stdlib.ignore (test_shutdown_in_nested_resumed_call_bound ());
+  Stdlib.ignore (test_shutdown_in_resumed_call_bound ());
+  Stdlib.ignore (test_shutdown_on_loop_bound ());
+  Stdlib.ignore (test_shutdown_self_bound ());
+  Stdlib.ignore (test_slow_to_stop_bound ());
+  Stdlib.ignore (test_stats_bound ());
+  Stdlib.ignore (test_string_handle_bound ());
+  Stdlib.ignore (test_sync_result_vs_tasks_bound ());
+  Stdlib.ignore (test_task_await_own_bound ());
+  Stdlib.ignore (test_task_await_timeout_bound ());
+  Stdlib.ignore (test_too_big_in_list_bound ());
+  Stdlib.ignore (test_two_shutdowns_bound ());
+  Stdlib.ignore (test_wait_cancel_bound ());
+  Stdlib.ignore (types_describe_user_bound ());
+  Stdlib.ignore (types_echo_char_bound ());
+  Stdlib.ignore (types_echo_deep_bound ());
+  Stdlib.ignore (types_echo_id_bound ());
+  Stdlib.ignore (types_echo_options_bound ());
+  Stdlib.ignore (types_echo_results_bound ());
+  Stdlib.ignore (types_echo_scalars_bound ());
+  Stdlib.ignore (types_echo_shape_bound ());
+  Stdlib.ignore (types_echo_shape_async_bound ());
+  Stdlib.ignore (types_echo_user_bound ());
+  Stdlib.ignore (types_echo_users_bound ());
+  Stdlib.ignore (types_make_user_bound ());
+  Stdlib.ignore (types_ocaml_echoes_bound ());
   ()

@@ -290,16 +290,28 @@ let test_chaos_from_ocaml () =
   check_held before;
   Alcotest.(check int) "calls into OCaml's never left waiting" 0 !never_waiting
 
-(* Before init, the bridge refuses clearly; this runs first. *)
+(* Before init, the bridge refuses clearly, and so does a generated binding
+   (whose bind runs at its first call); this runs first. *)
+let not_initialised = "Lwt_interop: not initialised (call Lwt_interop.init first)"
+
 let before_init () =
-  match I.bind "test.echo" I.Ty.string I.Ty.string with
+  (match I.bind "test.echo" I.Ty.string I.Ty.string with
   | (_echo : string -> string Lwt.t) -> failwith "bind before init did not fail"
-  | exception Failure m when m = "Lwt_interop: not initialised (call Lwt_interop.init first)" -> ()
+  | exception Failure m when m = not_initialised -> ());
+  match Go_bindings.args_describe 1L "x" true with
+  | _ -> failwith "a generated binding called before init did not fail"
+  | exception Failure m when m = not_initialised -> ()
+
+(* The generated binding that failed before init binds once init has run. *)
+let after_init () =
+  let got = Go_bindings.args_describe 1L "x" true in
+  if got <> {|1 "x" true|} then failwith ("a generated binding after a failed bind: " ^ got)
 
 let () =
   Random.self_init ();
   before_init ();
   I.init ();
+  after_init ();
   let tc name f = Alcotest.test_case name `Quick f in
   Alcotest.run "lwt_interop reliability"
     [

@@ -39,6 +39,7 @@ func init() {
 	lwt.MustRegisterSync("option_ty", func(int) (int, error) { return 0, nil })
 	lwt.MustRegisterSync("a_b_bound", func(int) (int, error) { return 0, nil })
 	lwt.MustRegisterSync("ignore", func(int) (int, error) { return 0, nil })
+	lwt.MustRegisterSync("bound_once", func(int) (int, error) { return 0, nil })
 	lwt.MustRegister("bind_all", func(context.Context, Both) (int, error) { return 0, nil })
 	lwt.MustRegister("tree", func(context.Context, Tree) (int, error) { return 0, nil })
 }
