@@ -8,7 +8,7 @@ package lwt
 //	3 int32  6 int64  h handle   o opaque
 //	?T option   LT list   AT array   ETU (T, U) result
 //	TnT1..Tn tuple of n (2 to 4)   FTU (T -> U Lwt.t)   STU (T -> U)
-//	PT T Lwt.t   QT T Lwt_stream.t   MnT1..Tn the arguments of a function of n (2 to 9)
+//	PT T Lwt.t   QT T Lwt_stream.t   MnT1..Tn the arguments of a function of n (2 to 4)
 //	{name:field:T...}  record: each field its name, ':' and its type
 //	<name:Ctor:T Ctor....>  variant: each constructor its name, then ':'
 //	                        and its argument's type, or '.' if constant

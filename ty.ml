@@ -441,7 +441,7 @@ let args_code args =
   in
   let cs = codes args in
   let n = List.length cs in
-  if n < 2 || n > 9 then invalid_arg "Lwt_interop: a function of several arguments takes 2 to 9";
+  if n < 2 || n > 4 then invalid_arg "Lwt_interop: a function of several arguments takes 2 to 4 (Go's lwt.Args2 to Args4)";
   "M" ^ string_of_int n ^ String.concat "" cs
 
 (* The list of arguments' wires, crossing as itself. *)

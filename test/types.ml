@@ -258,7 +258,9 @@ let test_several_arguments () =
   check_invalid_arg "one argument too many" "OCaml's function takes 4 arguments, Go's 3" (fun () ->
       I.bind_fn_sync "args.describe" I.Ty.(int @-> string @-> bool @-> int @-> returning string));
   check_invalid_arg "a wrong argument" "argument 2: OCaml int is not Go string" (fun () ->
-      I.bind_fn_sync "args.describe" I.Ty.(int @-> int @-> bool @-> returning string))
+      I.bind_fn_sync "args.describe" I.Ty.(int @-> int @-> bool @-> returning string));
+  check_invalid_arg "more arguments than Go takes" "takes 2 to 4 (Go's lwt.Args2 to Args4)" (fun () ->
+      I.bind_fn_sync "args.describe" I.Ty.(int @-> int @-> int @-> int @-> int @-> returning string))
 
 (* The module lwt-bindgen wrote from test/gomain: its types match Go's
    (each binding checks them), and its functions work. *)
