@@ -62,8 +62,10 @@ val init : unit -> unit
 val shutdown : ?grace:float -> unit -> unit
 (** Stops the bridge. The Go functions still running for OCaml see their
     [context.Context] cancelled, and for up to [grace] seconds (default 1)
-    their results still settle their promises, while this call waits; then
-    the promises left are rejected with {!Closed}, loop tasks are stopped,
+    their results still settle their promises, while this call waits (a
+    function that fails with its context's error rejects its promise with
+    {!Closed}, not [Lwt.Canceled]: no one cancelled it); then the promises
+    left are rejected with {!Closed}, loop tasks are stopped,
     Go's calls into OCaml fail with Go's [ErrClosed], the roots Go held are
     released and the fd is unregistered and closed. Idempotent. Go's
     [lwt.Shutdown] does the same from a goroutine. Lwt thread (does nothing

@@ -265,6 +265,7 @@ type inCall struct {
 	l        *loop
 	resolver C.intptr_t
 	done     bool
+	shutDown bool // shutdown, not Lwt.cancel, ended the context
 }
 
 // newInCall numbers the call, in l.inCalls by the id OCaml cancels it
@@ -294,6 +295,9 @@ func (c *inCall) resolve(v value) {
 
 func (c *inCall) reject(err error) {
 	if c.end() {
+		if c.shutDown && errors.Is(err, context.Canceled) {
+			err = ErrClosed // OCaml sees Closed, not the Lwt.Canceled of its own Lwt.cancel
+		}
 		head, msg := errorParts(err)
 		C.lwt_wakeup_exn(c.resolver, unsafe.Pointer(unsafe.SliceData(head)), C.size_t(len(head)), msg)
 	}
@@ -310,7 +314,8 @@ func (l *loop) cancelInCall(id int64) {
 // at shutdown.
 func (l *loop) cancelAllInCalls() {
 	for _, c := range l.inCalls.slots {
-		if c != nil {
+		if c != nil && !c.ended.Load() {
+			c.shutDown = true
 			c.cancel()
 		}
 	}

@@ -543,6 +543,11 @@ let test_named_task_bound = bound_once (fun () -> I.bind "test.named_task" T.uni
 let test_named_task : unit -> string Lwt.t =
  fun x1 -> (test_named_task_bound ()) x1
 
+(* "test.never_settled", a sync function in Go. *)
+let test_never_settled_bound = bound_once (fun () -> I.bind_sync "test.never_settled" T.unit (T.promise T.string))
+let test_never_settled : unit -> string Lwt.t =
+ fun x1 -> (test_never_settled_bound ()) x1
+
 (* "test.never_stops", a goroutine function in Go. *)
 let test_never_stops_bound = bound_once (fun () -> I.bind "test.never_stops" T.unit T.string)
 let test_never_stops : unit -> string Lwt.t =
@@ -702,6 +707,11 @@ let test_too_big_in_list : unit -> int64 list =
 let test_two_shutdowns_bound = bound_once (fun () -> I.bind_sync "test.two_shutdowns" T.unit T.unit)
 let test_two_shutdowns : unit -> unit =
  fun x1 -> (test_two_shutdowns_bound ()) x1
+
+(* "test.until_cancelled", a goroutine function in Go. *)
+let test_until_cancelled_bound = bound_once (fun () -> I.bind "test.until_cancelled" T.unit T.unit)
+let test_until_cancelled : unit -> unit Lwt.t =
+ fun x1 -> (test_until_cancelled_bound ()) x1
 
 (* "test.wait_cancel", a goroutine function in Go. *)
 let test_wait_cancel_bound = bound_once (fun () -> I.bind "test.wait_cancel" T.unit T.unit)
@@ -869,6 +879,7 @@ let bind_all () =
   Stdlib.ignore (test_named_goroutine_bound ());
   Stdlib.ignore (test_named_sync_bound ());
   Stdlib.ignore (test_named_task_bound ());
+  Stdlib.ignore (test_never_settled_bound ());
   Stdlib.ignore (test_never_stops_bound ());
   Stdlib.ignore (test_new_counter_bound ());
   Stdlib.ignore (test_nil_goroutine_bound ());
@@ -901,6 +912,7 @@ let bind_all () =
   Stdlib.ignore (test_task_await_timeout_bound ());
   Stdlib.ignore (test_too_big_in_list_bound ());
   Stdlib.ignore (test_two_shutdowns_bound ());
+  Stdlib.ignore (test_until_cancelled_bound ());
   Stdlib.ignore (test_wait_cancel_bound ());
   Stdlib.ignore (types_describe_user_bound ());
   Stdlib.ignore (types_echo_char_bound ());

@@ -601,12 +601,17 @@ let test_shutdown_and_restart () =
     (contains (upper ()) "SYNC <nil>")
 
 (* Go's calls in flight at shutdown: answered within the grace period, not
-   answered, and a goroutine awaiting an OCaml promise that never settles. *)
+   answered, a goroutine awaiting an OCaml promise that never settles, and
+   calls that end with their context's error (Closed too: shutdown, not
+   Lwt.cancel, ended it). *)
 let test_shutdown_grace () =
   let slow = I.bind "test.slow_to_stop" I.Ty.unit I.Ty.string in
   let never = I.bind "test.never_stops" I.Ty.unit I.Ty.string in
   let forever = I.bind "test.await_forever" I.Ty.(func unit unit) I.Ty.unit in
+  let until_cancelled = I.bind "test.until_cancelled" I.Ty.unit I.Ty.unit in
+  let never_settled = I.bind_sync "test.never_settled" I.Ty.unit I.Ty.(promise string) in
   let p1 = slow () and p2 = never () and p3 = forever (fun () -> fst (Lwt.task ())) in
+  let p4 = until_cancelled () and p5 = never_settled () in
   run (Lwt_unix.sleep 0.05);
   I.shutdown ~grace:0.2 ();
   let shut_down = function Lwt.Fail I.Closed -> true | _ -> false in
@@ -615,6 +620,13 @@ let test_shutdown_grace () =
   | _ -> Alcotest.fail "the call that answered in time was not resolved");
   if not (shut_down (Lwt.state p2)) then Alcotest.fail "the call still running was not rejected";
   if not (shut_down (Lwt.state p3)) then Alcotest.fail "the awaiting call was not rejected";
+  let closed what = function
+    | Lwt.Fail I.Closed -> ()
+    | Lwt.Fail e -> Alcotest.failf "%s: %s, not Closed" what (Printexc.to_string e)
+    | _ -> Alcotest.failf "%s: not rejected" what
+  in
+  closed "a call that returned its context's error" (Lwt.state p4);
+  closed "a Go promise awaited" (Lwt.state p5);
   I.init ();
   Alcotest.(check string) "Go's pending call into OCaml" "lwt: shut down" (last_err ())
 

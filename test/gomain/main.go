@@ -440,6 +440,16 @@ func init() {
 		return unit{}, ctx.Err()
 	}))
 	must(lwt.RegisterSync("test.cancelled", func(unit) (int64, error) { return cancelled.Load(), nil }))
+	// Calls whose error is their context's, at shutdown: a goroutine, and a
+	// Go promise that never settles (OCaml awaits it through a loop task).
+	must(lwt.Register("test.until_cancelled", func(ctx context.Context, _ unit) (unit, error) {
+		<-ctx.Done()
+		return unit{}, ctx.Err()
+	}))
+	must(lwt.RegisterSync("test.never_settled", func(unit) (*lwt.Promise[string], error) {
+		p, _ := lwt.NewPromise[string]()
+		return p, nil
+	}))
 	// Await an OCaml call under a 20 ms deadline: the Lwt promise is cancelled.
 	awaitTimeout := func(ctx context.Context, f *lwt.Func[unit, unit]) (string, error) {
 		defer f.Release()
