@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime/debug"
 	"sync"
 	"unsafe"
 )
@@ -205,8 +206,15 @@ func errorBuffer(err error) []byte {
 }
 
 // errorParts is err as it crosses to OCaml, in two parts: the buffer but
-// the message's bytes, and the message (not copied: it may be large).
+// the message's bytes, and the message (not copied: it may be large). A
+// panic in err's own methods (Error, Is, As, Unwrap) crosses in its place:
+// the promise that err rejects must still be settled.
 func errorParts(err error) (head []byte, msg string) {
+	defer func() {
+		if r := recover(); r != nil {
+			head, msg = errorParts(&PanicError{Value: fmt.Sprintf("a method of the error (%T) panicked: %v", err, r), Stack: debug.Stack()})
+		}
+	}()
 	w := goErrorWire{Message: err.Error(), Type: fmt.Sprintf("%T", err)}
 	var p *PanicError
 	var o *OCamlError

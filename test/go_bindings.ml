@@ -248,6 +248,31 @@ let cases_write_closed_pipe_bound = bound_once (fun () -> I.bind_sync "cases.wri
 let cases_write_closed_pipe : unit -> string =
  fun x1 -> (cases_write_closed_pipe_bound ()) x1
 
+(* "errors.bad_method", a goroutine function in Go. *)
+let errors_bad_method_bound = bound_once (fun () -> I.bind "errors.bad_method" T.string T.unit)
+let errors_bad_method : string -> unit Lwt.t =
+ fun x1 -> (errors_bad_method_bound ()) x1
+
+(* "errors.bad_method_callback", a sync function in Go. *)
+let errors_bad_method_callback_bound = bound_once (fun () -> I.bind_sync "errors.bad_method_callback" T.string (T.func T.unit T.unit))
+let errors_bad_method_callback : string -> (unit -> unit Lwt.t) =
+ fun x1 -> (errors_bad_method_callback_bound ()) x1
+
+(* "errors.bad_method_later", a sync function in Go. *)
+let errors_bad_method_later_bound = bound_once (fun () -> I.bind_sync "errors.bad_method_later" T.string (T.promise T.unit))
+let errors_bad_method_later : string -> unit Lwt.t =
+ fun x1 -> (errors_bad_method_later_bound ()) x1
+
+(* "errors.bad_method_sync", a sync function in Go. *)
+let errors_bad_method_sync_bound = bound_once (fun () -> I.bind_sync "errors.bad_method_sync" T.string T.unit)
+let errors_bad_method_sync : string -> unit =
+ fun x1 -> (errors_bad_method_sync_bound ()) x1
+
+(* "errors.bad_method_task", a task function in Go. *)
+let errors_bad_method_task_bound = bound_once (fun () -> I.bind "errors.bad_method_task" T.string T.unit)
+let errors_bad_method_task : string -> unit Lwt.t =
+ fun x1 -> (errors_bad_method_task_bound ()) x1
+
 (* "errors.canceled", a goroutine function in Go. *)
 let errors_canceled_bound = bound_once (fun () -> I.bind "errors.canceled" T.unit T.unit)
 let errors_canceled : unit -> unit Lwt.t =
@@ -820,6 +845,11 @@ let bind_all () =
   Stdlib.ignore (cases_timer_slack_bound ());
   Stdlib.ignore (cases_wait_cancel_bound ());
   Stdlib.ignore (cases_write_closed_pipe_bound ());
+  Stdlib.ignore (errors_bad_method_bound ());
+  Stdlib.ignore (errors_bad_method_callback_bound ());
+  Stdlib.ignore (errors_bad_method_later_bound ());
+  Stdlib.ignore (errors_bad_method_sync_bound ());
+  Stdlib.ignore (errors_bad_method_task_bound ());
   Stdlib.ignore (errors_canceled_bound ());
   Stdlib.ignore (errors_classify_bound ());
   Stdlib.ignore (errors_not_found_bound ());

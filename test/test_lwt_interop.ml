@@ -163,6 +163,41 @@ let test_bind_errors () =
 let test_go_error () =
   run (rejects_with "test.fail" "boom" (I.bind "test.fail" I.Ty.string I.Ty.unit "boom"))
 
+(* An error whose own methods panic (Error, Is) still rejects its promise,
+   with a Go_error saying so: from each kind of Go function, a Go promise
+   rejected later, and a Go callback. *)
+let test_errors_whose_methods_panic () =
+  let open I.Ty in
+  let goroutine = I.bind "errors.bad_method" string unit
+  and task = I.bind "errors.bad_method_task" string unit
+  and sync = I.bind_sync "errors.bad_method_sync" string unit
+  and later = I.bind_sync "errors.bad_method_later" string (promise unit)
+  and callback = I.bind_sync "errors.bad_method_callback" string (func unit unit) in
+  List.iter
+    (fun meth ->
+      let outcome p =
+        Lwt.pick
+          [
+            Lwt.try_bind p (fun () -> Lwt.return "resolved") (function
+              | I.Go_error { message; _ } -> Lwt.return message
+              | e -> Lwt.return (Printexc.to_string e));
+            (Lwt_unix.sleep 5. >|= fun () -> "still pending after 5 s");
+          ]
+      in
+      List.iter
+        (fun (what, p) ->
+          let got = run (outcome p) in
+          let want = Printf.sprintf "a method of the error (main.badError) panicked: %s panics" meth in
+          if not (contains got want) then Alcotest.failf "%s, %s panics: %s" what meth got)
+        [
+          ("goroutine", fun () -> goroutine meth);
+          ("task", fun () -> task meth);
+          ("sync", fun () -> Lwt.wrap (fun () -> sync meth));
+          ("a Go promise", fun () -> later meth);
+          ("a Go callback", fun () -> callback meth ());
+        ])
+    [ "Error"; "Is" ]
+
 (* Errors keep their kind both ways: registered pairs, Canceled, Closed, a
    Go error's type, and a Go error that went through OCaml and back. *)
 let test_typed_errors () =
@@ -711,6 +746,7 @@ let () =
           tc "calls from another thread" test_wrong_thread;
           tc "Go error" test_go_error;
           tc "typed errors, both ways" test_typed_errors;
+          tc "errors whose methods panic" test_errors_whose_methods_panic;
           tc "Go task awaits OCaml" test_go_awaits_ocaml;
           tc "every outcome of an OCaml call" test_outcomes;
           tc "every outcome of a call made as a task resumes" test_outcomes_resumed;

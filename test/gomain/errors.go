@@ -1,7 +1,7 @@
 package main
 
-// The Go side of the typed-errors test (test_lwt_interop.ml's
-// test_typed_errors).
+// The Go side of the typed-errors tests (test_lwt_interop.ml's
+// test_typed_errors and test_errors_whose_methods_panic).
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"lwt"
 )
@@ -48,4 +49,34 @@ func init() {
 		defer f.Release()
 		return f.Call(ctx, "/nonexistent/file")
 	})
+	// Errors whose own methods panic, from each kind of function, a Go
+	// promise rejected later, and a Go callback.
+	lwt.MustRegister("errors.bad_method", func(_ context.Context, method string) (unit, error) { return unit{}, badError(method) })
+	lwt.MustRegisterTask("errors.bad_method_task", func(_ context.Context, method string) (unit, error) { return unit{}, badError(method) })
+	lwt.MustRegisterSync("errors.bad_method_sync", func(method string) (unit, error) { return unit{}, badError(method) })
+	lwt.MustRegisterSync("errors.bad_method_later", func(method string) (*lwt.Promise[unit], error) {
+		p, r := lwt.NewPromise[unit]()
+		time.AfterFunc(time.Millisecond, func() { r.Reject(badError(method)) })
+		return p, nil
+	})
+	lwt.MustRegisterSync("errors.bad_method_callback", func(method string) (*lwt.Callback[unit, unit], error) {
+		return lwt.NewCallback(func(context.Context, unit) (unit, error) { return unit{}, badError(method) }), nil
+	})
+}
+
+// badError's method named by it panics.
+type badError string
+
+func (e badError) Error() string {
+	if e == "Error" {
+		panic("Error panics")
+	}
+	return "a bad error"
+}
+
+func (e badError) Is(error) bool {
+	if e == "Is" {
+		panic("Is panics")
+	}
+	return false
 }
