@@ -55,7 +55,7 @@ func (*Func[A, R]) closureCodec(arg, ret *otype, sync bool) (func(v value) (any,
 		return nil, err
 	}
 	return func(v value) (any, error) {
-		root, err := newOCamlRef(v)
+		root, err := newOCamlRef(v, false)
 		if err != nil {
 			return nil, err
 		}
@@ -654,12 +654,9 @@ func (l *loop) find(name string) (lookedUp, error) {
 	if f.ret, err = parseOType(C.GoStringN(r.ret_sig, C.int(r.ret_len))); err != nil {
 		return lookedUp{}, err
 	}
-	root, err := newOCamlRef(r.fn)
-	if err != nil {
+	if f.root, err = newOCamlRef(r.fn, true); err != nil {
 		return lookedUp{}, err
 	}
-	root.pinned = true
-	f.root = root
 	l.lookedUp.mu.Lock()
 	defer l.lookedUp.mu.Unlock()
 	if l.lookedUp.funcs == nil {

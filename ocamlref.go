@@ -35,8 +35,9 @@ type ocamlRef struct {
 	pinned bool // the bridge's root to a looked-up function: freed at shutdown only
 }
 
-// newOCamlRef roots the OCaml value v. Lwt thread only.
-func newOCamlRef(v value) (*ocamlRef, error) {
+// newOCamlRef roots the OCaml value v: until shutdown if pinned, else
+// until Go drops the ocamlRef (or releases it). Lwt thread only.
+func newOCamlRef(v value, pinned bool) (*ocamlRef, error) {
 	r := C.lwt_root_new(v)
 	if r == nil {
 		return nil, errors.New("lwt: out of memory rooting an OCaml value")
@@ -45,8 +46,12 @@ func newOCamlRef(v value) (*ocamlRef, error) {
 	cell := &ocamlRoot{root: r, l: l}
 	l.roots[cell] = struct{}{}
 	l.rootsLive.Add(1)
-	h := &ocamlRef{cell: cell, l: l}
-	runtime.AddCleanup(h, func(c *ocamlRoot) { l.post(func() { c.free() }) }, cell)
+	h := &ocamlRef{cell: cell, l: l, pinned: pinned}
+	// A pinned ref is the bridge's (l keeps it): a cleanup, which reaches l,
+	// would keep it reachable, and so l and all it holds, for good.
+	if !pinned {
+		runtime.AddCleanup(h, func(c *ocamlRoot) { c.l.post(c.free) }, cell)
+	}
 	return h, nil
 }
 

@@ -382,7 +382,7 @@ func (v *Value) Release() { v.root.release() }
 
 var valueCodec = &codec[*Value]{
 	decode: func(v value) (*Value, error) {
-		root, err := newOCamlRef(v)
+		root, err := newOCamlRef(v, false)
 		if err != nil {
 			return nil, err
 		}

@@ -363,6 +363,11 @@ let rel_gc_value_bound = bound_once (fun () -> I.bind_sync "rel.gc_value" T.int6
 let rel_gc_value : int64 -> (int64 option * (string * (bytes * float))) list =
  fun x1 -> (rel_gc_value_bound ()) x1
 
+(* "rel.go_heap_objects", a sync function in Go. *)
+let rel_go_heap_objects_bound = bound_once (fun () -> I.bind_sync "rel.go_heap_objects" T.unit T.int64)
+let rel_go_heap_objects : unit -> int64 =
+ fun x1 -> (rel_go_heap_objects_bound ()) x1
+
 (* "rel.goroutines", a sync function in Go. *)
 let rel_goroutines_bound = bound_once (fun () -> I.bind_sync "rel.goroutines" T.unit T.int64)
 let rel_goroutines : unit -> int64 =
@@ -868,6 +873,7 @@ let bind_all () =
   Stdlib.ignore (rel_chaos_task_bound ());
   Stdlib.ignore (rel_gc_check_bound ());
   Stdlib.ignore (rel_gc_value_bound ());
+  Stdlib.ignore (rel_go_heap_objects_bound ());
   Stdlib.ignore (rel_goroutines_bound ());
   Stdlib.ignore (rel_load_bound ());
   Stdlib.ignore (rel_task_add1_bound ());

@@ -124,6 +124,41 @@ let test_leaks () =
   check_held held_before;
   Alcotest.(check int) "goroutines" g_before (goroutines ())
 
+(* 1,000 bridges in turn, each with calls both ways, a function Go looked
+   up, and a call in flight at its shutdown: each bridge is freed, in Go as
+   in OCaml (Go's heap objects after its GC stay put; nothing stays held). *)
+let test_bridges_in_turn () =
+  let n = 1_000 * soak in
+  let add1 = I.bind_sync "rel.add1" I.Ty.int I.Ty.int in
+  let call_loop = I.bind "rel.call_loop" I.Ty.int I.Ty.int in
+  let until_cancelled = I.bind "rel.chaos_goroutine" I.Ty.int I.Ty.int in
+  let heap_objects = I.bind_sync "rel.go_heap_objects" I.Ty.unit I.Ty.int in
+  let goroutines = I.bind_sync "rel.goroutines" I.Ty.unit I.Ty.int in
+  let bridge () =
+    if add1 1 <> 2 then Alcotest.fail "add1";
+    run (call_loop 2 >|= Alcotest.(check int) "Go called OCaml" 2);
+    let pending = until_cancelled ((1 * 8) + 5) in
+    I.shutdown ();
+    (match Lwt.state pending with
+    | Lwt.Fail I.Closed -> ()
+    | _ -> Alcotest.fail "the call in flight at shutdown was not rejected with Closed");
+    I.init ()
+  in
+  for _ = 1 to 100 do
+    bridge ()
+  done;
+  settle_down ();
+  let before = heap_objects () and rss_before = rss_kib () and held_before = held () and g_before = goroutines () in
+  for _ = 1 to n do
+    bridge ()
+  done;
+  settle_down ();
+  let growth = heap_objects () - before in
+  Printf.printf "over %d bridges: Go's heap objects %+d, RSS %+d KiB\n" n growth (rss_kib () - rss_before);
+  if growth > 2 * n then Alcotest.failf "Go's heap grew by %d objects over %d bridges" growth n;
+  check_held held_before;
+  Alcotest.(check int) "goroutines" g_before (goroutines ())
+
 (* 10,000 calls in flight each way with random payloads and random
    cancellations: every call is answered right or reports its
    cancellation, and nothing is left held. *)
@@ -320,6 +355,7 @@ let () =
           tc "GC stress: 100,000 round trips each way" test_gc_stress;
           tc "leaks: 1,000,000 round trips each way" test_leaks;
           tc "load: 10,000 calls each way" test_load;
+          tc "bridges in turn: 1,000 init and shutdown" test_bridges_in_turn;
         ] );
       (* Also run under the race detector (TestEndToEnd/race). *)
       ( "chaos",

@@ -99,6 +99,14 @@ func registerReliability() {
 	must(lwt.RegisterSync("rel.goroutines", func(struct{}) (int64, error) {
 		return int64(runtime.NumGoroutine()), nil
 	}))
+	// Go's live heap objects, after a GC (and the cleanups it runs).
+	must(lwt.RegisterSync("rel.go_heap_objects", func(struct{}) (int64, error) {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return int64(m.HeapObjects), nil
+	}))
 
 	// Load: n goroutines each call OCaml's echo with a random payload, a
 	// third of them under a random deadline that may cut the call short.
