@@ -144,7 +144,8 @@ func (w *watchdog) run() {
 				reported = n
 				stallsSeen.Add(1)
 				fmt.Fprintf(stallReports, "lwt: the Lwt thread has been held for over %v by one call into Go, "+
-					"not counting time it waited for a CPU: %v blocks the Lwt loop\n", stallAfter, w.holder.Load())
+					"not counting time it waited for a CPU: %v blocks the Lwt loop (itself, or OCaml code it called, "+
+					"or the copying of a large value that crosses)\n", stallAfter, w.holder.Load())
 			}
 		}
 	}
