@@ -136,7 +136,7 @@ func (*Promise[T]) promiseCodec(elem *otype) (func(value) (any, error), func(any
 		}
 		return leave(TaskCallback(func(ctx context.Context, _ struct{}) (T, error) {
 			v, err := p.Await(ctx)
-			if ctx.Err() != nil { // Lwt.cancel of OCaml's promise
+			if ctx.Err() != nil { // Lwt.cancel of OCaml's promise, or shutdown
 				p.Cancel()
 			}
 			return v, err

@@ -201,18 +201,20 @@ func checkErrorCodes(ocaml string) error {
 
 // errorBuffer is err as it crosses to OCaml, in one buffer.
 func errorBuffer(err error) []byte {
-	head, msg := errorParts(err)
+	head, msg := errorParts(err, false)
 	return append(head, msg...)
 }
 
 // errorParts is err as it crosses to OCaml, in two parts: the buffer but
-// the message's bytes, and the message (not copied: it may be large). A
-// panic in err's own methods (Error, Is, As, Unwrap) crosses in its place:
-// the promise that err rejects must still be settled.
-func errorParts(err error) (head []byte, msg string) {
+// the message's bytes, and the message (not copied: it may be large). If
+// shutDown, shutdown ended the context of the call that err fails: a
+// context.Canceled crosses as Closed, not as OCaml's own Lwt.cancel. A panic
+// in err's own methods (Error, Is, As, Unwrap) crosses in its place: the
+// promise that err rejects must still be settled.
+func errorParts(err error, shutDown bool) (head []byte, msg string) {
 	defer func() {
 		if r := recover(); r != nil {
-			head, msg = errorParts(&PanicError{Value: fmt.Sprintf("a method of the error (%T) panicked: %v", err, r), Stack: debug.Stack()})
+			head, msg = errorParts(&PanicError{Value: fmt.Sprintf("a method of the error (%T) panicked: %v", err, r), Stack: debug.Stack()}, false)
 		}
 	}()
 	w := goErrorWire{Message: err.Error(), Type: fmt.Sprintf("%T", err)}
@@ -220,7 +222,7 @@ func errorParts(err error) (head []byte, msg string) {
 	var o *OCamlError
 	if name, ok := registeredName(err); ok {
 		w.Kind, w.Name = exnRegistered, name
-	} else if errors.Is(err, ErrClosed) || errors.Is(err, ErrNotStarted) {
+	} else if errors.Is(err, ErrClosed) || errors.Is(err, ErrNotStarted) || shutDown && errors.Is(err, context.Canceled) {
 		w.Kind = exnClosed
 	} else if errors.Is(err, context.Canceled) {
 		w.Kind = exnCanceled

@@ -382,7 +382,7 @@ val bind_fn : string -> ('l, 'p, 'r) Ty.args -> 'l
     of several arguments (registered as a function of an [lwt.Args2[A, B]],
     [Args3] or [Args4], see [lwt.Fn2]): an ['a -> 'b -> 'r Lwt.t].
     @raise Invalid_argument as {!bind} does, or for fewer than 2 or more
-    than 9 arguments. *)
+    than 4 arguments (so do the three below). *)
 
 val bind_fn_sync : string -> ('l, 'p, 'r) Ty.args -> 'p
 (** {!bind_sync} for a Go function of several arguments: an

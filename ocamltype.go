@@ -93,7 +93,7 @@ func (p *typeParser) parse() *otype {
 		t.elems = []*otype{p.parse(), p.parse()}
 	case 'T', 'M':
 		n := int(p.next() - '0')
-		if n < 2 || n > 4 && t.code == 'T' || n > 9 {
+		if n < 2 || n > 4 {
 			p.fail("bad tuple size")
 			return t
 		}

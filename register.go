@@ -295,10 +295,7 @@ func (c *inCall) resolve(v value) {
 
 func (c *inCall) reject(err error) {
 	if c.end() {
-		if c.shutDown && errors.Is(err, context.Canceled) {
-			err = ErrClosed // OCaml sees Closed, not the Lwt.Canceled of its own Lwt.cancel
-		}
-		head, msg := errorParts(err)
+		head, msg := errorParts(err, c.shutDown)
 		C.lwt_wakeup_exn(c.resolver, unsafe.Pointer(unsafe.SliceData(head)), C.size_t(len(head)), msg)
 	}
 }

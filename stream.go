@@ -83,18 +83,20 @@ func NewStream[T any](capacity int) (*Stream[T], Sender[T]) {
 func StreamOf[T any](capacity int, seq iter.Seq2[T, error]) *Stream[T] {
 	s, w := NewStream[T](capacity)
 	go func() {
+		stopped := false // by the reader (not an error of seq's, whose methods could panic here)
 		_, err := recovered(func() (struct{}, error) {
 			for v, err := range seq {
 				if err != nil {
 					return struct{}{}, err
 				}
 				if err := w.Send(context.Background(), v); err != nil {
+					stopped = err == ErrStreamStopped
 					return struct{}{}, err
 				}
 			}
 			return struct{}{}, nil
 		})
-		if !errors.Is(err, ErrStreamStopped) {
+		if !stopped {
 			w.Close(err)
 		}
 	}()

@@ -253,6 +253,11 @@ let errors_bad_method_bound = bound_once (fun () -> I.bind "errors.bad_method" T
 let errors_bad_method : string -> unit Lwt.t =
  fun x1 -> (errors_bad_method_bound ()) x1
 
+(* "errors.bad_method_at_shutdown", a goroutine function in Go. *)
+let errors_bad_method_at_shutdown_bound = bound_once (fun () -> I.bind "errors.bad_method_at_shutdown" T.string T.unit)
+let errors_bad_method_at_shutdown : string -> unit Lwt.t =
+ fun x1 -> (errors_bad_method_at_shutdown_bound ()) x1
+
 (* "errors.bad_method_callback", a sync function in Go. *)
 let errors_bad_method_callback_bound = bound_once (fun () -> I.bind_sync "errors.bad_method_callback" T.string (T.func T.unit T.unit))
 let errors_bad_method_callback : string -> (unit -> unit Lwt.t) =
@@ -392,6 +397,11 @@ let seed_goroutine : (unit -> unit Lwt.t) -> unit Lwt.t =
 let seed_task_bound = bound_once (fun () -> I.bind "seed.task" (T.func T.unit T.unit) T.unit)
 let seed_task : (unit -> unit Lwt.t) -> unit Lwt.t =
  fun x1 -> (seed_task_bound ()) x1
+
+(* "streams.bad_error", a goroutine function in Go. *)
+let streams_bad_error_bound = bound_once (fun () -> I.bind "streams.bad_error" T.unit (T.stream T.int))
+let streams_bad_error : unit -> int Lwt_stream.t Lwt.t =
+ fun x1 -> (streams_bad_error_bound ()) x1
 
 (* "streams.blocked", a goroutine function in Go. *)
 let streams_blocked_bound = bound_once (fun () -> I.bind "streams.blocked" T.unit (T.stream T.int))
@@ -851,6 +861,7 @@ let bind_all () =
   Stdlib.ignore (cases_wait_cancel_bound ());
   Stdlib.ignore (cases_write_closed_pipe_bound ());
   Stdlib.ignore (errors_bad_method_bound ());
+  Stdlib.ignore (errors_bad_method_at_shutdown_bound ());
   Stdlib.ignore (errors_bad_method_callback_bound ());
   Stdlib.ignore (errors_bad_method_later_bound ());
   Stdlib.ignore (errors_bad_method_sync_bound ());
@@ -879,6 +890,7 @@ let bind_all () =
   Stdlib.ignore (rel_task_add1_bound ());
   Stdlib.ignore (seed_goroutine_bound ());
   Stdlib.ignore (seed_task_bound ());
+  Stdlib.ignore (streams_bad_error_bound ());
   Stdlib.ignore (streams_blocked_bound ());
   Stdlib.ignore (streams_failing_bound ());
   Stdlib.ignore (streams_identity_bound ());

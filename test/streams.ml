@@ -13,6 +13,7 @@ let ints = streams_ints
 let producer = streams_producer
 let failing = streams_failing
 let panicking = streams_panicking
+let bad_error = streams_bad_error
 let sum = streams_sum
 let sum_task = streams_sum_task
 let take = streams_take
@@ -115,7 +116,16 @@ let test_go_errors () =
               Alcotest.(check string) "the panic" "panic: the producer panicked" message;
               Alcotest.(check bool) "with its stack" true (stack <> "");
               Lwt.return_unit
-          | e -> raise e) )
+          | e -> raise e) );
+  (* An error whose Is method panics, in the producer's goroutine too. *)
+  Lwt_main.run
+    ( bad_error () >>= read >|= fun (got, e) ->
+      Alcotest.(check (list int)) "the value before the error" [ 1 ] got;
+      match e with
+      | Some (I.Go_error { message; _ })
+        when Astring.String.is_infix ~affix:"a method of the error (main.badError) panicked: Is panics" message ->
+          ()
+      | _ -> Alcotest.fail "no Go_error for the error whose Is panics" )
 
 let test_ocaml_to_go () =
   let n = 20_000 in

@@ -645,8 +645,9 @@ let test_shutdown_grace () =
   let forever = I.bind "test.await_forever" I.Ty.(func unit unit) I.Ty.unit in
   let until_cancelled = I.bind "test.until_cancelled" I.Ty.unit I.Ty.unit in
   let never_settled = I.bind_sync "test.never_settled" I.Ty.unit I.Ty.(promise string) in
+  let bad_error = I.bind "errors.bad_method_at_shutdown" I.Ty.string I.Ty.unit in
   let p1 = slow () and p2 = never () and p3 = forever (fun () -> fst (Lwt.task ())) in
-  let p4 = until_cancelled () and p5 = never_settled () in
+  let p4 = until_cancelled () and p5 = never_settled () and p6 = bad_error "Is" in
   run (Lwt_unix.sleep 0.05);
   I.shutdown ~grace:0.2 ();
   let shut_down = function Lwt.Fail I.Closed -> true | _ -> false in
@@ -662,6 +663,10 @@ let test_shutdown_grace () =
   in
   closed "a call that returned its context's error" (Lwt.state p4);
   closed "a Go promise awaited" (Lwt.state p5);
+  (match Lwt.state p6 with
+  | Lwt.Fail (I.Go_error { message; _ }) when contains message "(main.badError) panicked: Is panics" -> ()
+  | Lwt.Fail e -> Alcotest.failf "an error whose Is panics: %s" (Printexc.to_string e)
+  | _ -> Alcotest.fail "an error whose Is panics: not rejected");
   I.init ();
   Alcotest.(check string) "Go's pending call into OCaml" "lwt: shut down" (last_err ())
 

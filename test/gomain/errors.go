@@ -54,6 +54,10 @@ func init() {
 	lwt.MustRegister("errors.bad_method", func(_ context.Context, method string) (unit, error) { return unit{}, badError(method) })
 	lwt.MustRegisterTask("errors.bad_method_task", func(_ context.Context, method string) (unit, error) { return unit{}, badError(method) })
 	lwt.MustRegisterSync("errors.bad_method_sync", func(method string) (unit, error) { return unit{}, badError(method) })
+	lwt.MustRegister("errors.bad_method_at_shutdown", func(ctx context.Context, method string) (unit, error) {
+		<-ctx.Done()
+		return unit{}, badError(method)
+	})
 	lwt.MustRegisterSync("errors.bad_method_later", func(method string) (*lwt.Promise[unit], error) {
 		p, r := lwt.NewPromise[unit]()
 		time.AfterFunc(time.Millisecond, func() { r.Reject(badError(method)) })

@@ -72,6 +72,14 @@ func init() {
 			yield("", err)
 		}), nil
 	}))
+	// One value, then an error whose Is method panics.
+	lwt.MustRegister("streams.bad_error", func(_ context.Context, _ struct{}) (*lwt.Stream[int], error) {
+		return lwt.StreamOf(1, func(yield func(int, error) bool) {
+			if yield(1, nil) {
+				yield(0, badError("Is"))
+			}
+		}), nil
+	})
 	lwt.MustRegister("streams.panicking", func(_ context.Context, _ struct{}) (*lwt.Stream[int], error) {
 		return lwt.StreamOf(1, func(yield func(int, error) bool) {
 			yield(1, nil)
