@@ -12,11 +12,6 @@ let () =
    name. *)
 let exceptions : (string, exn) Hashtbl.t = Hashtbl.create 8
 
-let register_exception name e =
-  if Hashtbl.mem exceptions name then
-    invalid_arg (Printf.sprintf "Lwt_interop.register_exception: %S is already registered" name);
-  Hashtbl.replace exceptions name e
-
 (* A Go error, as Go writes it: which exception it becomes (kind: 0
    Go_error, 1 Closed, 2 the exception registered as name, 3 Lwt.Canceled)
    and Go_error's fields. *)
@@ -499,11 +494,22 @@ let bind_sync name (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b =
          name);
   sync_go (c_call_sync fn) a b
 
+(* Registrations happen before init on any thread, after it on the Lwt
+   thread, which reads them. *)
+let check_registering fn =
+  if Option.is_some !watch && not (on_lwt_thread ()) then
+    failwith (Printf.sprintf "Lwt_interop.%s: called from a thread that is not the Lwt thread" fn)
+
+let register_exception name e =
+  check_registering "register_exception";
+  if Hashtbl.mem exceptions name then
+    invalid_arg (Printf.sprintf "Lwt_interop.register_exception: %S is already registered" name);
+  Hashtbl.replace exceptions name e
+
 (* Registers g, the function as Go calls it, whose argument and result
    types are arg and ret (type codes). *)
 let register_as fn name arg ret (g : Ty.fn) sync =
-  if Option.is_some !watch && not (on_lwt_thread ()) then
-    failwith (Printf.sprintf "Lwt_interop.%s: called from a thread that is not the Lwt thread" fn);
+  check_registering fn;
   if Hashtbl.mem registered name then
     invalid_arg (Printf.sprintf "Lwt_interop.%s: %S is already registered" fn name);
   Hashtbl.replace registered name (Registered (arg, ret, g, sync))

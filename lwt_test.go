@@ -712,6 +712,7 @@ var endToEndCases = []endToEndCase{
 	{name: "fork"},
 	{name: "nested_run"},
 	{name: "register_off_thread"},
+	{name: "lwt_thread_ended"},
 	{name: "nul_in_exception"},
 	{name: "cancel_off_thread"},
 	{name: "shutdown_in_callback"},

@@ -33,7 +33,10 @@
 
 #include "lwt_interop.h"
 
-static pthread_t lwt_thread;
+/* The Lwt thread is the one that first called init, for good. It is known
+ * by a thread-local flag, not its pthread_t: the C library hands an ended
+ * thread's pthread_t to a new thread, which must not pass for it. */
+static __thread int is_lwt_thread;
 static int started;
 
 /* Set in a child process made by fork: Go's runtime, which the c-archive's
@@ -77,7 +80,7 @@ static void raise_go_error(struct lwt_error *err)
   CAMLnoreturn;
 }
 
-static int on_lwt_thread(void) { return started && pthread_equal(pthread_self(), lwt_thread); }
+static int on_lwt_thread(void) { return started && is_lwt_thread; }
 
 static void check_thread(const char *what)
 {
@@ -86,7 +89,7 @@ static void check_thread(const char *what)
                   "survive fork): use the bridge in the parent, or exec");
   if (!started)
     caml_failwith("Lwt_interop: not initialised (call Lwt_interop.init first)");
-  if (!pthread_equal(pthread_self(), lwt_thread)) {
+  if (!is_lwt_thread) {
     char msg[160];
     snprintf(msg, sizeof msg, "Lwt_interop.%s: called from a thread that is not the Lwt thread", what);
     caml_failwith(msg);
@@ -415,8 +418,9 @@ value lwt_interop_init(value unit)
   (void)unit;
   if (forked)
     check_thread("init");
-  if (started && !pthread_equal(pthread_self(), lwt_thread))
-    caml_failwith("Lwt_interop.init: already initialised on another thread");
+  if (started && !is_lwt_thread)
+    caml_failwith("Lwt_interop.init: already initialised on another thread (the bridge stays on the "
+                  "thread that first called init, even once it ended)");
   call_closure = named("lwt_interop.call");
   cancel_closure = named("lwt_interop.cancel");
   closed_closure = named("lwt_interop.closed");
@@ -431,7 +435,7 @@ value lwt_interop_init(value unit)
   int fd = lwt_go_init(&api, (char *)String_val(codes), caml_string_length(codes), &err);
   if (fd < 0)
     raise_go_error(&err);
-  lwt_thread = pthread_self();
+  is_lwt_thread = 1;
   started = 1;
   return Val_int(fd);
 }

@@ -231,19 +231,29 @@ let nested_run () =
   bridge_works ();
   print_endline "ok: a nested Lwt_main.run fails clearly"
 
-(* register from another thread fails and keeps nothing. *)
+(* Registrations from another thread fail and keep nothing. *)
 let register_off_thread () =
   I.init ();
   let f n = Lwt.return (n * 3) in
+  let accepted = ref [] in
   let t =
     Thread.create
       (fun () ->
-        match I.register "cases.thrice" I.Ty.int I.Ty.int f with
-        | () -> fail "register from another thread did not fail"
-        | exception Failure m when contains m "not the Lwt thread" -> ())
+        List.iter
+          (fun (what, register) ->
+            match register () with
+            | () -> accepted := what :: !accepted
+            | exception Failure m when contains m "not the Lwt thread" -> ())
+          [
+            ("register", fun () -> I.register "cases.thrice" I.Ty.int I.Ty.int f);
+            ("register_sync", fun () -> I.register_sync "cases.thrice" I.Ty.int I.Ty.int (fun n -> n * 3));
+            ("register_fn", fun () -> I.register_fn "cases.thrice" I.Ty.(int @-> int @-> returning int) (fun a b -> Lwt.return (a * b)));
+            ("register_exception", fun () -> I.register_exception "cases.thrice" Exit);
+          ])
       ()
   in
   Thread.join t;
+  if !accepted <> [] then fail "from another thread, accepted: %s" (String.concat ", " !accepted);
   I.register "cases.thrice" I.Ty.int I.Ty.int f;
   let r = run (I.bind "cases.call_goroutine" I.Ty.string I.Ty.string "cases.thrice") in
   if r <> "21" then fail "Go's call: %s" r;
@@ -253,6 +263,27 @@ let register_off_thread () =
 exception Raw of string
 
 (* An exception's text keeps its NUL bytes, raised at once or later. *)
+(* The Lwt thread ended without shutdown: a thread made later is not the
+   Lwt thread, though the C library may give it the ended one's pthread_t
+   (a probe found that it passed for it, and its calls were accepted). *)
+let lwt_thread_ended () =
+  let add1 () = I.bind_sync "test.add1" I.Ty.int I.Ty.int in
+  let on_lwt_thread = ref 0 in
+  Thread.join (Thread.create (fun () -> I.init (); on_lwt_thread := add1 () 1) ());
+  if !on_lwt_thread <> 2 then fail "add1 on the Lwt thread: %d" !on_lwt_thread;
+  for _ = 1 to 4 do
+    let outcome = ref "" in
+    Thread.join
+      (Thread.create
+         (fun () -> outcome := match add1 () 1 with n -> string_of_int n | exception Failure m -> m)
+         ());
+    if not (contains !outcome "not the Lwt thread") then fail "a later thread: %s" !outcome
+  done;
+  (match I.init () with
+  | _ -> fail "init on another thread did not fail"
+  | exception Failure m when contains m "already initialised on another thread" -> ());
+  print_endline "ok: a thread made after the Lwt thread ended is not the Lwt thread"
+
 let nul_in_exception () =
   Printexc.register_printer (function Raw s -> Some s | _ -> None);
   I.register "cases.raises_now" I.Ty.int I.Ty.int (fun _ -> raise (Raw "a\000b"));
@@ -526,6 +557,7 @@ let cases =
     ("fork", fork);
     ("nested_run", nested_run);
     ("register_off_thread", register_off_thread);
+    ("lwt_thread_ended", lwt_thread_ended);
     ("nul_in_exception", nul_in_exception);
     ("cancel_off_thread", cancel_off_thread);
     ("shutdown_in_callback", shutdown_in_callback);
