@@ -267,7 +267,10 @@ func shutdownBridge(l *loop, ctx context.Context) error {
 	l.cancelAllInCalls()
 	for l.inCalls.live.Load() > 0 && ctx.Err() == nil {
 		l.runPending() // the calls' results, and what their tasks need to finish
-		time.Sleep(time.Millisecond)
+		// OCaml's other threads and domains run meanwhile.
+		if C.lwt_sleep(C.int64_t(time.Millisecond)) == 0 {
+			time.Sleep(time.Millisecond)
+		}
 	}
 	C.lwt_closed() // OCaml stops watching the notifier before it closes
 	err := l.shutdown(func() {

@@ -73,6 +73,10 @@ struct lwt_ocaml {
   /* The bridge was shut down (from OCaml or from Go): OCaml stops watching
    * the fd and forgets the calls in flight. */
   void (*closed)(void);
+  /* Sleeps ns nanoseconds without holding OCaml's runtime (shutdown's
+   * grace period), so that other threads and domains run OCaml meanwhile;
+   * Go holds OCaml values only through roots across it. */
+  void (*sleep)(int64_t ns);
 
   /* Settle the OCaml promise of an OCaml→Go call, whose resolver stubs.c
    * keeps under the number lwt_go_call got. Once per call. */

@@ -62,14 +62,15 @@ val init : unit -> unit
 val shutdown : ?grace:float -> unit -> unit
 (** Stops the bridge. The Go functions still running for OCaml see their
     [context.Context] cancelled, and for up to [grace] seconds (default 1)
-    their results still settle their promises, while this call waits (a
-    function that fails with its context's error rejects its promise with
-    {!Closed}, not [Lwt.Canceled]: no one cancelled it); then the promises
-    left are rejected with {!Closed}, loop tasks are stopped,
-    Go's calls into OCaml fail with Go's [ErrClosed], the roots Go held are
-    released and the fd is unregistered and closed. Idempotent. Go's
-    [lwt.Shutdown] does the same from a goroutine. Lwt thread (does nothing
-    if the bridge is not running).
+    their results still settle their promises, while this call waits (the
+    Lwt loop does not run meanwhile; OCaml's other threads and domains do).
+    A function that fails with its context's error rejects its promise with
+    {!Closed}, not [Lwt.Canceled]: no one cancelled it. Then the promises
+    left are rejected with {!Closed}, loop tasks are stopped, Go's calls
+    into OCaml fail with Go's [ErrClosed], the roots Go held are released
+    and the fd is unregistered and closed. Idempotent. Go's [lwt.Shutdown]
+    does the same from a goroutine. Lwt thread (does nothing if the bridge
+    is not running).
     @raise Go_error if called from OCaml code that Go itself called. *)
 
 val run : ?grace:float -> (unit -> 'a Lwt.t) -> 'a

@@ -48,6 +48,15 @@ static inline void lwt_call(lwt_root fn, lwt_value arg, intptr_t id, int cancell
   lwt_call_status = lwt_api->call(fn, arg, id, cancellable, &lwt_call_out);
 }
 static inline void lwt_cancel(intptr_t id) { lwt_enter(); lwt_api->cancel(id); }
+/* Returns 0, without sleeping, for a simulated bridge (Simulate: no OCaml). */
+static inline int lwt_sleep(int64_t ns)
+{
+  if (lwt_api == NULL)
+    return 0;
+  lwt_enter();
+  lwt_api->sleep(ns);
+  return 1;
+}
 static inline int lwt_find(_GoString_ name, struct lwt_named *out)
 {
   if (lwt_api == NULL) /* a simulated bridge (Simulate): no OCaml */

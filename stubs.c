@@ -22,6 +22,7 @@
 #include <caml/memory.h>
 #include <caml/mlvalues.h>
 #include <caml/printexc.h>
+#include <caml/signals.h>
 #include <caml/version.h>
 #include <pthread.h>
 #include <sys/prctl.h>
@@ -29,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <ucontext.h>
 
 #include "lwt_interop.h"
@@ -272,6 +274,14 @@ static void api_closed(void)
     report_exn("Lwt_interop.shutdown", res);
 }
 
+static void api_sleep(int64_t ns)
+{
+  struct timespec ts = {ns / 1000000000, ns % 1000000000};
+  caml_enter_blocking_section();
+  nanosleep(&ts, NULL);
+  caml_leave_blocking_section();
+}
+
 /* ---- Resolvers of OCaml's calls into Go ------------------------------------
  *
  * The Lwt resolver of each OCaml→Go call in flight sits in a slot of one
@@ -375,6 +385,7 @@ static struct lwt_ocaml api = {
   .call = api_call,
   .cancel = api_cancel,
   .closed = api_closed,
+  .sleep = api_sleep,
   .find = api_find,
   .wakeup = api_wakeup,
   .wakeup_exn = api_wakeup_exn,

@@ -670,6 +670,23 @@ let test_shutdown_grace () =
   I.init ();
   Alcotest.(check string) "Go's pending call into OCaml" "lwt: shut down" (last_err ())
 
+(* During shutdown's grace period the Lwt thread waits without holding
+   OCaml's runtime: another thread runs (a probe found it frozen for the
+   whole period). A call that ignores its context keeps the period going. *)
+let test_shutdown_grace_lets_threads_run () =
+  let never = I.bind "test.never_stops" I.Ty.unit I.Ty.string in
+  let p = never () in
+  let ticks = ref 0 and stop = ref false in
+  let ticker = Thread.create (fun () -> while not !stop do Thread.delay 0.002; incr ticks done) () in
+  let before = !ticks in
+  I.shutdown ~grace:0.3 ();
+  let during = !ticks - before in
+  stop := true;
+  Thread.join ticker;
+  I.init ();
+  (match Lwt.state p with Lwt.Fail I.Closed -> () | _ -> Alcotest.fail "the call was not rejected");
+  if during = 0 then Alcotest.fail "another thread did not run during the grace period"
+
 (* Waits (up to 5 s) until the bridge refuses calls: a shutdown that Go
    began has ended. *)
 let until_closed what =
@@ -777,6 +794,7 @@ let () =
           tc "shutdown, restart" test_shutdown_and_restart;
           tc "shutdown stops a stream's producer" Streams.test_shutdown_stops_producers;
           tc "shutdown's grace period" test_shutdown_grace;
+          tc "shutdown's grace lets other threads run" test_shutdown_grace_lets_threads_run;
           tc "shutdown from Go" test_shutdown_from_go;
           tc "two shutdowns from Go, racing a post" test_two_shutdowns;
           tc "shutdown unwinds a task that retries" test_shutdown_unwinds_retrying_task;
