@@ -713,6 +713,7 @@ var endToEndCases = []endToEndCase{
 	{name: "nested_run"},
 	{name: "register_off_thread"},
 	{name: "lwt_thread_ended"},
+	{name: "signal_in_grace"},
 	{name: "nul_in_exception"},
 	{name: "cancel_off_thread"},
 	{name: "shutdown_in_callback"},

@@ -274,10 +274,12 @@ static void api_closed(void)
     report_exn("Lwt_interop.shutdown", res);
 }
 
+/* Not caml_enter_blocking_section, which runs OCaml's pending signal
+ * handlers first: one that raises would unwind through Go's frames. */
 static void api_sleep(int64_t ns)
 {
   struct timespec ts = {ns / 1000000000, ns % 1000000000};
-  caml_enter_blocking_section();
+  caml_enter_blocking_section_no_pending();
   nanosleep(&ts, NULL);
   caml_leave_blocking_section();
 }

@@ -243,7 +243,8 @@ let register_off_thread () =
           (fun (what, register) ->
             match register () with
             | () -> accepted := what :: !accepted
-            | exception Failure m when contains m "not the Lwt thread" -> ())
+            | exception Failure m when contains m "not the Lwt thread" -> ()
+            | exception e -> accepted := (what ^ ": " ^ Printexc.to_string e) :: !accepted)
           [
             ("register", fun () -> I.register "cases.thrice" I.Ty.int I.Ty.int f);
             ("register_sync", fun () -> I.register_sync "cases.thrice" I.Ty.int I.Ty.int (fun n -> n * 3));
@@ -283,6 +284,24 @@ let lwt_thread_ended () =
   | _ -> fail "init on another thread did not fail"
   | exception Failure m when contains m "already initialised on another thread" -> ());
   print_endline "ok: a thread made after the Lwt thread ended is not the Lwt thread"
+
+(* A signal whose OCaml handler raises, during shutdown's grace period: its
+   exception must not unwind through Go's frames (found by review: it did,
+   and the bridge stayed stuck in its shutdown, its call in flight pending).
+   The handler runs at OCaml's next poll point: in OCaml code that Go calls
+   (the rejection of the call in flight, perhaps), or after shutdown. *)
+let signal_in_grace () =
+  I.init ();
+  let never = I.bind "test.never_stops" I.Ty.unit I.Ty.string in
+  let p = never () in
+  let old = Sys.signal Sys.sigalrm (Sys.Signal_handle (fun _ -> raise Exit)) in
+  ignore (Unix.setitimer Unix.ITIMER_REAL { Unix.it_interval = 0.; it_value = 0.1 });
+  (try I.shutdown ~grace:0.3 () with Exit -> ());
+  Sys.set_signal Sys.sigalrm old;
+  if Lwt.state p = Lwt.Sleep then fail "the shutdown did not end: the call in flight is pending";
+  I.init ();
+  bridge_works ();
+  print_endline "ok: a signal handler's exception during the grace period stays in OCaml"
 
 let nul_in_exception () =
   Printexc.register_printer (function Raw s -> Some s | _ -> None);
@@ -558,6 +577,7 @@ let cases =
     ("nested_run", nested_run);
     ("register_off_thread", register_off_thread);
     ("lwt_thread_ended", lwt_thread_ended);
+    ("signal_in_grace", signal_in_grace);
     ("nul_in_exception", nul_in_exception);
     ("cancel_off_thread", cancel_off_thread);
     ("shutdown_in_callback", shutdown_in_callback);

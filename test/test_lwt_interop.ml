@@ -685,7 +685,9 @@ let test_shutdown_grace_lets_threads_run () =
   Thread.join ticker;
   I.init ();
   (match Lwt.state p with Lwt.Fail I.Closed -> () | _ -> Alcotest.fail "the call was not rejected");
-  if during = 0 then Alcotest.fail "another thread did not run during the grace period"
+  (* ~150 ticks in 0.3 s; with the runtime held, at most one or two in the
+     OCaml callbacks that end the shutdown. *)
+  if during < 10 then Alcotest.failf "another thread ran %d times during the grace period" during
 
 (* Waits (up to 5 s) until the bridge refuses calls: a shutdown that Go
    began has ended. *)
