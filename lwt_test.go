@@ -730,6 +730,7 @@ var ocaml5Cases = []endToEndCase{
 	{name: "bridge_in_domain"},
 	{name: "allocating_domain"},
 	{name: "nil_dereference"},
+	{name: "domain_in_grace"},
 }
 
 // raceEnv is the environment of a program whose Go archive was built with
