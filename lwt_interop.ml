@@ -258,6 +258,9 @@ external forked : unit -> bool = "lwt_interop_forked" [@@noalloc]
 (* The fd watch of the running bridge. *)
 let watch : (Lwt_engine.event * Unix.file_descr) option ref = ref None
 
+(* Whether init ever ran: the bridge is then the Lwt thread's for good. *)
+let started = ref false
+
 (* The OCaml functions registered for Go: its type as both sides spell it,
    and whether it is a plain function. OCaml keeps them alone: Go's Lookup
    finds one here (stubs.c reads the block) and holds its own root to it. *)
@@ -284,6 +287,7 @@ let on_notify _ = if not (after_go c_run_pending ()) then closed ()
 
 let init () =
   let fd = c_init () in
+  started := true;
   watch := Some (Lwt_engine.on_readable fd on_notify, fd)
 
 let shutdown ?(grace = 1.) () =
@@ -497,7 +501,7 @@ let bind_sync name (a : 'a Ty.t) (b : 'b Ty.t) : 'a -> 'b =
 (* Registrations happen before init on any thread, after it on the Lwt
    thread, which reads them. *)
 let check_registering fn =
-  if Option.is_some !watch && not (on_lwt_thread ()) then
+  if !started && not (on_lwt_thread ()) then
     failwith (Printf.sprintf "Lwt_interop.%s: called from a thread that is not the Lwt thread" fn)
 
 let register_exception name e =

@@ -231,39 +231,41 @@ let nested_run () =
   bridge_works ();
   print_endline "ok: a nested Lwt_main.run fails clearly"
 
-(* Registrations from another thread fail and keep nothing. *)
+(* Registrations from another thread fail and keep nothing, while the
+   bridge runs and after its shutdown (it stays the Lwt thread's). *)
 let register_off_thread () =
   I.init ();
   let f n = Lwt.return (n * 3) in
-  let accepted = ref [] in
-  let t =
-    Thread.create
-      (fun () ->
-        List.iter
-          (fun (what, register) ->
-            match register () with
-            | () -> accepted := what :: !accepted
-            | exception Failure m when contains m "not the Lwt thread" -> ()
-            | exception e -> accepted := (what ^ ": " ^ Printexc.to_string e) :: !accepted)
-          [
-            ("register", fun () -> I.register "cases.thrice" I.Ty.int I.Ty.int f);
-            ("register_sync", fun () -> I.register_sync "cases.thrice" I.Ty.int I.Ty.int (fun n -> n * 3));
-            ("register_fn", fun () -> I.register_fn "cases.thrice" I.Ty.(int @-> int @-> returning int) (fun a b -> Lwt.return (a * b)));
-            ("register_exception", fun () -> I.register_exception "cases.thrice" Exit);
-          ])
-      ()
+  let from_a_thread () =
+    let accepted = ref [] in
+    Thread.join
+      (Thread.create
+         (fun () ->
+           List.iter
+             (fun (what, register) ->
+               match register () with
+               | () -> accepted := what :: !accepted
+               | exception Failure m when contains m "not the Lwt thread" -> ()
+               | exception e -> accepted := (what ^ ": " ^ Printexc.to_string e) :: !accepted)
+             [
+               ("register", fun () -> I.register "cases.thrice" I.Ty.int I.Ty.int f);
+               ("register_sync", fun () -> I.register_sync "cases.thrice" I.Ty.int I.Ty.int (fun n -> n * 3));
+               ("register_fn", fun () -> I.register_fn "cases.thrice" I.Ty.(int @-> int @-> returning int) (fun a b -> Lwt.return (a * b)));
+               ("register_exception", fun () -> I.register_exception "cases.thrice" Exit);
+             ])
+         ());
+    if !accepted <> [] then fail "from another thread, accepted: %s" (String.concat ", " !accepted)
   in
-  Thread.join t;
-  if !accepted <> [] then fail "from another thread, accepted: %s" (String.concat ", " !accepted);
+  from_a_thread ();
   I.register "cases.thrice" I.Ty.int I.Ty.int f;
   let r = run (I.bind "cases.call_goroutine" I.Ty.string I.Ty.string "cases.thrice") in
   if r <> "21" then fail "Go's call: %s" r;
   bridge_works ();
+  from_a_thread ();
   print_endline "ok"
 
 exception Raw of string
 
-(* An exception's text keeps its NUL bytes, raised at once or later. *)
 (* The Lwt thread ended without shutdown: a thread made later is not the
    Lwt thread, though the C library may give it the ended one's pthread_t
    (a probe found that it passed for it, and its calls were accepted). *)
@@ -303,6 +305,7 @@ let signal_in_grace () =
   bridge_works ();
   print_endline "ok: a signal handler's exception during the grace period stays in OCaml"
 
+(* An exception's text keeps its NUL bytes, raised at once or later. *)
 let nul_in_exception () =
   Printexc.register_printer (function Raw s -> Some s | _ -> None);
   I.register "cases.raises_now" I.Ty.int I.Ty.int (fun _ -> raise (Raw "a\000b"));
