@@ -305,6 +305,17 @@ var handlesLive atomic.Int64
 
 type handleType interface{ handleCodec() any }
 
+// valueType is T, for the error of a handle read as another Handle.
+func (Handle[T]) valueType() reflect.Type { return reflect.TypeFor[T]() }
+
+// heldType is the Go type of what the cgo handle x holds, for an error.
+func heldType(x any) any {
+	if h, ok := x.(interface{ valueType() reflect.Type }); ok {
+		return h.valueType()
+	}
+	return reflect.TypeOf(x) // a callback's *binding
+}
+
 // handleCodec returns the *codec[Handle[T]] (as any, for codecOf's sake).
 func (Handle[T]) handleCodec() any {
 	return &codec[Handle[T]]{
@@ -313,17 +324,19 @@ func (Handle[T]) handleCodec() any {
 			if id == 0 {
 				return Handle[T]{}, errors.New("lwt: not a Go handle")
 			}
+			// The cgo handle holds the Handle[T], not its Value: a nil
+			// interface value keeps its type.
 			x := cgo.Handle(id).Value()
-			t, ok := x.(T)
-			if !ok && x != nil {
-				return Handle[T]{}, fmt.Errorf("lwt: the handle holds a %T, not a %v", x, reflect.TypeFor[T]())
+			h, ok := x.(Handle[T])
+			if !ok {
+				return Handle[T]{}, fmt.Errorf("lwt: the handle holds a %v, not a %v", heldType(x), reflect.TypeFor[T]())
 			}
-			return Handle[T]{Value: t}, nil
+			return h, nil
 		},
 		encode: func(h Handle[T]) (value, error) {
 			handlesLive.Add(1)
 			mem := C.size_t(approxSize(reflect.ValueOf(&h.Value).Elem(), 2))
-			return C.lwt_new_handle(C.uintptr_t(cgo.NewHandle(h.Value)), mem), nil
+			return C.lwt_new_handle(C.uintptr_t(cgo.NewHandle(h)), mem), nil
 		},
 	}
 }

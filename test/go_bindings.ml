@@ -21,6 +21,8 @@ let bound_once bind =
 
 type counter_ptr_handle (* the Go type of an lwt.Handle *)
 
+type error_handle (* the Go type of an lwt.Handle *)
+
 type go_value (* the Go type of an lwt.Handle *)
 
 type shape =
@@ -533,6 +535,11 @@ let test_echo_nested_bound = bound_once (fun () -> I.bind "test.echo_nested" (T.
 let test_echo_nested : (bool option list * (float * bytes)) -> (bool option list * (float * bytes)) Lwt.t =
  fun x1 -> (test_echo_nested_bound ()) x1
 
+(* "test.error_handle", a sync function in Go. *)
+let test_error_handle_bound = bound_once (fun () -> I.bind_sync "test.error_handle" T.handle T.bool)
+let test_error_handle : error_handle I.handle -> bool =
+ fun x1 -> (test_error_handle_bound ()) x1
+
 (* "test.fail", a goroutine function in Go. *)
 let test_fail_bound = bound_once (fun () -> I.bind "test.fail" T.string T.unit)
 let test_fail : string -> unit Lwt.t =
@@ -597,6 +604,11 @@ let test_never_stops : unit -> string Lwt.t =
 let test_new_counter_bound = bound_once (fun () -> I.bind_sync "test.new_counter" T.int64 T.handle)
 let test_new_counter : int64 -> counter_ptr_handle I.handle =
  fun x1 -> (test_new_counter_bound ()) x1
+
+(* "test.nil_error_handle", a sync function in Go. *)
+let test_nil_error_handle_bound = bound_once (fun () -> I.bind_sync "test.nil_error_handle" T.unit T.handle)
+let test_nil_error_handle : unit -> error_handle I.handle =
+ fun x1 -> (test_nil_error_handle_bound ()) x1
 
 (* "test.nil_goroutine", a goroutine function in Go. *)
 let test_nil_goroutine_bound = bound_once (fun () -> I.bind "test.nil_goroutine" T.unit T.int64)
@@ -917,6 +929,7 @@ let bind_all () =
   Stdlib.ignore (test_echo_bound ());
   Stdlib.ignore (test_echo_bytes_bound ());
   Stdlib.ignore (test_echo_nested_bound ());
+  Stdlib.ignore (test_error_handle_bound ());
   Stdlib.ignore (test_fail_bound ());
   Stdlib.ignore (test_give_back_bound ());
   Stdlib.ignore (test_go_shutdown_bound ());
@@ -930,6 +943,7 @@ let bind_all () =
   Stdlib.ignore (test_never_settled_bound ());
   Stdlib.ignore (test_never_stops_bound ());
   Stdlib.ignore (test_new_counter_bound ());
+  Stdlib.ignore (test_nil_error_handle_bound ());
   Stdlib.ignore (test_nil_goroutine_bound ());
   Stdlib.ignore (test_nil_sync_bound ());
   Stdlib.ignore (test_nil_task_bound ());

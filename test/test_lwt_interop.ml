@@ -75,6 +75,11 @@ let test_handles () =
   let as_string = I.bind_sync "test.string_handle" I.Ty.handle I.Ty.string in
   check_raises_matching "a handle of another Go type" (go_error_with "the handle holds a *main.counter, not a string")
     (fun () -> as_string c);
+  let nil_error = I.bind_sync "test.nil_error_handle" I.Ty.unit I.Ty.handle () in
+  Alcotest.(check bool) "a nil interface value, back as its type" true
+    (I.bind_sync "test.error_handle" I.Ty.handle I.Ty.bool nil_error);
+  check_raises_matching "a nil interface value, as another type" (go_error_with "the handle holds a error, not a string")
+    (fun () -> as_string nil_error);
   let before = (I.stats ()).handles in
   for i = 1 to 1000 do ignore (Sys.opaque_identity (new_counter i)) done;
   Gc.full_major ();

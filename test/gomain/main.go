@@ -347,6 +347,9 @@ func init() {
 		return h.Value.n, nil
 	}))
 	must(lwt.RegisterSync("test.string_handle", func(h lwt.Handle[string]) (string, error) { return h.Value, nil }))
+	// A handle of a nil interface value: it keeps its Go type.
+	must(lwt.RegisterSync("test.nil_error_handle", func(unit) (lwt.Handle[error], error) { return lwt.Handle[error]{}, nil }))
+	must(lwt.RegisterSync("test.error_handle", func(h lwt.Handle[error]) (bool, error) { return h.Value == nil, nil }))
 	var kept *lwt.Value
 	must(lwt.RegisterSync("test.keep", func(v *lwt.Value) (unit, error) { kept = v; return unit{}, nil }))
 	must(lwt.RegisterSync("test.give_back", func(unit) (*lwt.Value, error) { return kept, nil }))
