@@ -64,11 +64,13 @@ type loop struct {
 	// (with outCalls.inFlight).
 	rootsLive, tasksLive atomic.Int64
 
-	// Shutdown, Lwt thread only: requests from Go's Shutdown wait for the
+	// Shutdown, Lwt thread only (but for shutdownBegun's close, which any
+	// goroutine may wait for): requests from Go's Shutdown wait for the
 	// end of the runPending that received them; stopping is set meanwhile.
 	stopping        bool
 	shutdownCtx     context.Context // the first request's
 	shutdownWaiters []chan<- error
+	shutdownBegun   chan struct{} // closed once the shutdown is under way
 }
 
 func newLoop() (*loop, error) {
@@ -77,7 +79,7 @@ func newLoop() (*loop, error) {
 		return nil, fmt.Errorf("lwt: creating the notifier: %w", err)
 	}
 	return &loop{notify: n, gone: make(chan struct{}), live: make(map[*task]struct{}), wd: newWatchdog(),
-		roots: make(map[*ocamlRoot]struct{})}, nil
+		roots: make(map[*ocamlRoot]struct{}), shutdownBegun: make(chan struct{})}, nil
 }
 
 // post queues job to run on the Lwt thread. Safe from any goroutine; never
@@ -396,17 +398,23 @@ func (l *loop) stopAll() {
 }
 
 // start makes the calling OS thread the Lwt thread and returns its new
-// executor. It fails if a bridge is already running.
+// executor. It fails if a bridge is already running, or starting on
+// another thread at once.
 func start() (*loop, error) {
-	if l := current.Load(); l != nil && !l.isClosed() {
-		return nil, errors.New("lwt: already initialised (call shutdown first)")
+	errRunning := errors.New("lwt: already initialised (call shutdown first)")
+	old := current.Load()
+	if old != nil && !old.isClosed() {
+		return nil, errRunning
 	}
 	l, err := newLoop()
 	if err != nil {
 		return nil, err
 	}
+	if !current.CompareAndSwap(old, l) {
+		l.notify.close()
+		return nil, errRunning
+	}
 	setLoopThread(true)
-	current.Store(l)
 	go l.wd.run()
 	return l, nil
 }

@@ -213,7 +213,8 @@ const defaultGrace = time.Second
 // Call it from a goroutine: it runs on the Lwt thread and waits for it.
 // It returns ErrClosed if the bridge was already shut down. If ctx ends
 // before the Lwt thread gets to it, Shutdown returns ctx's error, and the
-// Lwt thread still shuts the bridge down when it does, with no grace left.
+// Lwt thread still shuts the bridge down when it does, with no grace left;
+// once the shutdown is under way, Shutdown returns when it has ended.
 // A ctx without a deadline gives a grace period of one second (as
 // Lwt_interop.shutdown does): a Go call that calls Shutdown is itself in
 // flight, and so waits that long. The Lwt loop does not run during the
@@ -224,6 +225,11 @@ func Shutdown(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return l.shutdownFromGo(ctx)
+}
+
+// shutdownFromGo is Shutdown of l. Any goroutine.
+func (l *loop) shutdownFromGo(ctx context.Context) error {
 	if onLoopThread() {
 		return errShutdownOnLoop
 	}
@@ -235,7 +241,12 @@ func Shutdown(ctx context.Context) error {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
-		return ctx.Err()
+		select {
+		case <-l.shutdownBegun: // ctx's end is the end of its grace period: it ends soon
+			return <-done
+		default:
+			return ctx.Err()
+		}
 	}
 }
 
@@ -258,6 +269,7 @@ func shutdownBridge(l *loop, ctx context.Context) error {
 		return errors.New("lwt: shutdown from OCaml code called by Go; call it from the Lwt loop")
 	}
 	l.stopping = true
+	close(l.shutdownBegun)
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultGrace)

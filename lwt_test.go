@@ -1037,3 +1037,51 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// Found by a probe: bridges started on two threads at once both started,
+// and one of them never stopped.
+func TestRacingStartsStartOne(t *testing.T) {
+	for range 20 {
+		var wg sync.WaitGroup
+		stops := make(chan func() error, 8)
+		for range 8 {
+			wg.Go(func() {
+				if stop, err := Simulate(); err == nil {
+					stops <- stop
+				}
+			})
+		}
+		wg.Wait()
+		close(stops)
+		started := 0
+		for stop := range stops {
+			started++
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if started != 1 {
+			t.Fatalf("%d bridges started at once", started)
+		}
+	}
+}
+
+// Found by a probe: the stop of a simulated bridge already shut down shut
+// down the bridge that had replaced it.
+func TestStaleSimulateStopLeavesTheNextBridge(t *testing.T) {
+	stopA, err := Simulate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s := startSim(t)
+	if err := stopA(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OnLoop(func() (int, error) { return 1, nil }).Await(context.Background()); err != nil {
+		t.Fatalf("the next bridge, after the first one's stop: %v", err)
+	}
+	s.stop(t)
+}

@@ -53,7 +53,8 @@ func Simulate() (stop func() error, err error) {
 	var stopErr error
 	return func() error {
 		once.Do(func() {
-			if err := Shutdown(context.Background()); err != nil && !errors.Is(err, ErrClosed) {
+			// l's own, not whichever bridge runs now: l may be shut down already.
+			if err := l.shutdownFromGo(context.Background()); err != nil && !errors.Is(err, ErrClosed) {
 				stopErr = err
 			}
 			if err := <-ended; err != nil && stopErr == nil {

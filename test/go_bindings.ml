@@ -720,6 +720,11 @@ let test_shutdown_self_bound = bound_once (fun () -> I.bind "test.shutdown_self"
 let test_shutdown_self : unit -> unit Lwt.t =
  fun x1 -> (test_shutdown_self_bound ()) x1
 
+(* "test.shutdown_self_by", a goroutine function in Go. *)
+let test_shutdown_self_by_bound = bound_once (fun () -> I.bind "test.shutdown_self_by" T.int64 T.unit)
+let test_shutdown_self_by : int64 -> unit Lwt.t =
+ fun x1 -> (test_shutdown_self_by_bound ()) x1
+
 (* "test.slow_to_stop", a goroutine function in Go. *)
 let test_slow_to_stop_bound = bound_once (fun () -> I.bind "test.slow_to_stop" T.unit T.string)
 let test_slow_to_stop : unit -> string Lwt.t =
@@ -966,6 +971,7 @@ let bind_all () =
   Stdlib.ignore (test_shutdown_in_resumed_call_bound ());
   Stdlib.ignore (test_shutdown_on_loop_bound ());
   Stdlib.ignore (test_shutdown_self_bound ());
+  Stdlib.ignore (test_shutdown_self_by_bound ());
   Stdlib.ignore (test_slow_to_stop_bound ());
   Stdlib.ignore (test_stats_bound ());
   Stdlib.ignore (test_string_handle_bound ());

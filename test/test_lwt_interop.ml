@@ -738,7 +738,19 @@ let test_shutdown_from_a_go_call () =
   (match Lwt.state p with
   | Lwt.Fail I.Closed -> ()
   | _ -> Alcotest.fail "the call that shut the bridge down was not rejected");
-  I.init ()
+  I.init ();
+  (* Under a deadline, which ends the grace period: Shutdown returns once
+     the shutdown has ended, not with the deadline's error (found by a
+     probe: it returned while the shutdown went on). *)
+  let quit_by = I.bind "test.shutdown_self_by" I.Ty.int I.Ty.unit in
+  let p = quit_by 200 in
+  run (until_closed "Shutdown from a Go call, under a deadline");
+  (match Lwt.state p with
+  | Lwt.Fail I.Closed -> ()
+  | _ -> Alcotest.fail "the call that shut the bridge down by a deadline was not rejected");
+  I.init ();
+  Alcotest.(check string) "what Shutdown under a deadline saw" "shutdown: <nil>; a post after it: lwt: shut down; calls: 0"
+    (last_err ())
 
 (* Found in review: two Shutdowns from Go at once, and a Post racing them:
    both return, nothing is closed twice, the job runs or is refused. *)

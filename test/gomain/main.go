@@ -403,6 +403,16 @@ func init() {
 	must(lwt.Register("test.shutdown_self", func(context.Context, unit) (unit, error) {
 		return unit{}, lwt.Shutdown(context.Background())
 	}))
+	// Shutdown under a deadline, from a call that is itself in flight (so
+	// the grace period lasts until the deadline): it returns once the
+	// shutdown has ended. What it saw goes to lastErr.
+	must(lwt.Register("test.shutdown_self_by", func(_ context.Context, ms int64) (unit, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(ms)*time.Millisecond)
+		defer cancel()
+		err := lwt.Shutdown(ctx)
+		lastErr.Store(fmt.Sprintf("shutdown: %v; a post after it: %v; calls: %d", err, lwt.Post(func() {}), lwt.CurrentStats().Calls))
+		return unit{}, err
+	}))
 	// A sync function, which holds the Lwt thread until both Shutdowns and
 	// the Post are queued: none of them can then reach the bridge that
 	// OCaml starts again after this one closes.
