@@ -749,7 +749,7 @@ let test_shutdown_from_a_go_call () =
   | Lwt.Fail I.Closed -> ()
   | _ -> Alcotest.fail "the call that shut the bridge down by a deadline was not rejected");
   I.init ();
-  Alcotest.(check string) "what Shutdown under a deadline saw" "shutdown: <nil>; a post after it: lwt: shut down; calls: 0"
+  Alcotest.(check string) "what Shutdown under a deadline saw" "shutdown: <nil>; calls in flight: 0"
     (last_err ())
 
 (* Found in review: two Shutdowns from Go at once, and a Post racing them:
