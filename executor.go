@@ -64,13 +64,12 @@ type loop struct {
 	// (with outCalls.inFlight).
 	rootsLive, tasksLive atomic.Int64
 
-	// Shutdown, Lwt thread only (but for shutdownBegun's close, which any
-	// goroutine may wait for): requests from Go's Shutdown wait for the
+	// Shutdown, Lwt thread only: requests from Go's Shutdown wait for the
 	// end of the runPending that received them; stopping is set meanwhile.
 	stopping        bool
 	shutdownCtx     context.Context // the first request's
 	shutdownWaiters []chan<- error
-	shutdownBegun   chan struct{} // closed once the shutdown is under way
+	shutdownBegun   chan struct{} // the first request's: closed as its shutdown begins
 }
 
 func newLoop() (*loop, error) {
@@ -79,7 +78,7 @@ func newLoop() (*loop, error) {
 		return nil, fmt.Errorf("lwt: creating the notifier: %w", err)
 	}
 	return &loop{notify: n, gone: make(chan struct{}), live: make(map[*task]struct{}), wd: newWatchdog(),
-		roots: make(map[*ocamlRoot]struct{}), shutdownBegun: make(chan struct{})}, nil
+		roots: make(map[*ocamlRoot]struct{})}, nil
 }
 
 // post queues job to run on the Lwt thread. Safe from any goroutine; never
@@ -165,7 +164,7 @@ func (l *loop) runPending() {
 	}
 	l.batch = batch[:0]
 	if len(l.shutdownWaiters) > 0 && !l.stopping {
-		shutdownBridge(l, l.shutdownCtx)
+		shutdownBridge(l, l.shutdownCtx, l.shutdownBegun)
 	}
 }
 
@@ -401,18 +400,19 @@ func (l *loop) stopAll() {
 // executor. It fails if a bridge is already running, or starting on
 // another thread at once.
 func start() (*loop, error) {
-	errRunning := errors.New("lwt: already initialised (call shutdown first)")
-	old := current.Load()
-	if old != nil && !old.isClosed() {
-		return nil, errRunning
-	}
 	l, err := newLoop()
 	if err != nil {
 		return nil, err
 	}
-	if !current.CompareAndSwap(old, l) {
-		l.notify.close()
-		return nil, errRunning
+	for {
+		old := current.Load()
+		if old != nil && !old.isClosed() {
+			l.notify.close()
+			return nil, errors.New("lwt: already initialised (call shutdown first)")
+		}
+		if current.CompareAndSwap(old, l) {
+			break
+		}
 	}
 	setLoopThread(true)
 	go l.wd.run()

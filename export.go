@@ -92,7 +92,7 @@ func lwt_go_shutdown(graceNS C.int64_t, errOut *C.struct_lwt_error) C.int {
 	ok := entered(errOut, func(l *loop) error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(graceNS))
 		defer cancel()
-		return shutdownBridge(l, ctx)
+		return shutdownBridge(l, ctx, nil)
 	})
 	if !ok {
 		return -1

@@ -214,7 +214,8 @@ const defaultGrace = time.Second
 // It returns ErrClosed if the bridge was already shut down. If ctx ends
 // before the Lwt thread gets to it, Shutdown returns ctx's error, and the
 // Lwt thread still shuts the bridge down when it does, with no grace left;
-// once the shutdown is under way, Shutdown returns when it has ended.
+// if ctx gave the grace period of the shutdown under way, Shutdown returns
+// once that has ended.
 // A ctx without a deadline gives a grace period of one second (as
 // Lwt_interop.shutdown does): a Go call that calls Shutdown is itself in
 // flight, and so waits that long. The Lwt loop does not run during the
@@ -234,7 +235,8 @@ func (l *loop) shutdownFromGo(ctx context.Context) error {
 		return errShutdownOnLoop
 	}
 	done := make(chan error, 1)
-	if err := l.post(func() { l.requestShutdown(ctx, done) }); err != nil {
+	begun := make(chan struct{}) // closed if the shutdown runs with ctx's grace period
+	if err := l.post(func() { l.requestShutdown(ctx, done, begun) }); err != nil {
 		return err
 	}
 	select {
@@ -242,7 +244,7 @@ func (l *loop) shutdownFromGo(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 		select {
-		case <-l.shutdownBegun: // ctx's end is the end of its grace period: it ends soon
+		case <-begun: // ctx's end ended the grace period: the shutdown ends soon
 			return <-done
 		default:
 			return ctx.Err()
@@ -251,17 +253,19 @@ func (l *loop) shutdownFromGo(ctx context.Context) error {
 }
 
 // requestShutdown queues a Shutdown for the end of the running runPending,
-// or for the end of the shutdown under way. Lwt thread only.
-func (l *loop) requestShutdown(ctx context.Context, done chan<- error) {
-	if len(l.shutdownWaiters) == 0 {
-		l.shutdownCtx = ctx
+// or for the end of the shutdown under way. The first request's ctx gives
+// the grace period, unless a shutdown is under way. Lwt thread only.
+func (l *loop) requestShutdown(ctx context.Context, done chan<- error, begun chan struct{}) {
+	if len(l.shutdownWaiters) == 0 && !l.stopping {
+		l.shutdownCtx, l.shutdownBegun = ctx, begun
 	}
 	l.shutdownWaiters = append(l.shutdownWaiters, done)
 }
 
-// shutdownBridge shuts the bridge down. Lwt thread, outermost entry, not
-// inside a job (the grace period runs jobs); once.
-func shutdownBridge(l *loop, ctx context.Context) error {
+// shutdownBridge shuts the bridge down, with ctx's grace period; it closes
+// begun (if not nil) as it begins. Lwt thread, outermost entry, not inside
+// a job (the grace period runs jobs); once.
+func shutdownBridge(l *loop, ctx context.Context, begun chan struct{}) error {
 	if l.stopping || l.isClosed() {
 		return nil
 	}
@@ -269,7 +273,9 @@ func shutdownBridge(l *loop, ctx context.Context) error {
 		return errors.New("lwt: shutdown from OCaml code called by Go; call it from the Lwt loop")
 	}
 	l.stopping = true
-	close(l.shutdownBegun)
+	if begun != nil {
+		close(begun)
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultGrace)

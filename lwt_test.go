@@ -1073,6 +1073,7 @@ func TestStaleSimulateStopLeavesTheNextBridge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { stopA() })
 	if err := Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -1084,4 +1085,34 @@ func TestStaleSimulateStopLeavesTheNextBridge(t *testing.T) {
 		t.Fatalf("the next bridge, after the first one's stop: %v", err)
 	}
 	s.stop(t)
+}
+
+// Found by review: a Shutdown whose ctx does not give the grace period (a
+// shutdown under way with another's) returns when its ctx ends; only the
+// one whose ctx ended the grace period waits for the shutdown's end.
+func TestShutdownDeadlineOfAnotherGracePeriod(t *testing.T) {
+	s := startSim(t)
+	s.l.inCalls.live.Add(1) // a call in flight: the grace period lasts
+	first := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		first <- Shutdown(ctx)
+	}()
+	for stopping := false; !stopping; {
+		v, err := OnLoop(func() (bool, error) { return s.l.stopping, nil }).Await(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		stopping = v
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("the second Shutdown: %v, want its ctx's error", err)
+	}
+	s.l.inCalls.live.Add(-1)
+	if err := <-first; err != nil {
+		t.Errorf("the first Shutdown: %v", err)
+	}
 }

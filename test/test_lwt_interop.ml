@@ -743,7 +743,7 @@ let test_shutdown_from_a_go_call () =
      the shutdown has ended, not with the deadline's error (found by a
      probe: it returned while the shutdown went on). *)
   let quit_by = I.bind "test.shutdown_self_by" I.Ty.int I.Ty.unit in
-  let p = quit_by 200 in
+  let p = quit_by 500 in
   run (until_closed "Shutdown from a Go call, under a deadline");
   (match Lwt.state p with
   | Lwt.Fail I.Closed -> ()
